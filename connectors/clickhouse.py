@@ -1,0 +1,146 @@
+"""ClickHouse edge through clickhouse-connect: the same code for embedded chDB
+(``chdb:///dir``) and a server (``http(s)://``). Versioned migrations, batched inserts
+with a deduplication token, and read-only queries enforced by ClickHouse itself."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
+from connectors.errors import WarehouseUnavailable
+
+FACT_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "touchpoint_type",
+    "event_time",
+    "processed_time",
+    "channel",
+    "store_id",
+    "one_id",
+    "new_member",
+    "order_id",
+    "campaign_id",
+    "room_id",
+    "quantity",
+    "amount",
+    "points",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+)
+_MIGRATION = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+
+class QueryRefused(RuntimeError):
+    """ClickHouse refused the query (syntax, permissions, a write in read-only mode)."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every shipped migration, in order."""
+    found = []
+    for entry in resources.files("connectors").joinpath("migrations").iterdir():
+        match = _MIGRATION.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def _statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+class Warehouse:
+    """One ClickHouse client, safe to share between the sink loop and the read API."""
+
+    def __init__(self, client: Any, dsn: str):
+        self.client = client
+        self.dsn = dsn
+        self._lock = threading.Lock()
+        #: test hook for fault injection at this adapter (embedded mode has no server to stop)
+        self.fail_inserts = False
+
+    @classmethod
+    def connect(cls, dsn: str) -> Warehouse:
+        if dsn.startswith("chdb://"):
+            Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
+        try:
+            client = clickhouse_connect.get_client(dsn=dsn)
+        except (OperationalError, DatabaseError) as exc:
+            raise WarehouseUnavailable(f"clickhouse: {exc}") from exc
+        return cls(client, dsn)
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb://")
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not applied yet; return their names."""
+        with self._lock:
+            self.client.command(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
+                "applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version"
+            )
+            done = {
+                row[0]
+                for row in self.client.query("SELECT version FROM schema_migrations").result_rows
+            }
+            applied = []
+            for version, name, sql in migrations():
+                if version in done:
+                    continue
+                for statement in _statements(sql):
+                    self.client.command(statement)
+                self.client.insert(
+                    "schema_migrations", [(version, name)], column_names=["version", "name"]
+                )
+                applied.append(f"{version:04d}_{name}")
+            return applied
+
+    def insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], token: str
+    ) -> None:
+        """One insert; the same ``token`` twice inserts once (retries after a crash)."""
+        if self.fail_inserts:
+            raise WarehouseUnavailable("clickhouse: inserts failing (injected)")
+        try:
+            with self._lock:
+                self.client.insert(
+                    table,
+                    rows,
+                    column_names=list(columns),
+                    settings={"insert_deduplication_token": token},
+                )
+        except (OperationalError, ClickHouseError) as exc:
+            raise WarehouseUnavailable(f"clickhouse insert into {table}: {exc}") from exc
+
+    def query(
+        self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True
+    ) -> QueryResult:
+        settings = {"readonly": 1} if readonly else {}
+        try:
+            with self._lock:
+                result = self.client.query(sql, parameters=parameters, settings=settings)
+        except OperationalError as exc:
+            raise WarehouseUnavailable(f"clickhouse: {exc}") from exc
+        except DatabaseError as exc:
+            raise QueryRefused(str(exc).strip().splitlines()[0][:500]) from exc
+        return QueryResult(list(result.column_names), [list(r) for r in result.result_rows])
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()

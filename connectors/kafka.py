@@ -1,0 +1,263 @@
+"""Kafka edge on confluent-kafka: topic admin, the producer SDK, and the workers' output
+(enriched facts and dead letters), all flushed per batch."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import BaseModel, ValidationError
+
+from connectors.errors import DeliveryFailed
+from schemas.codec import encode
+from schemas.models import MODELS, Touchpoint, type_name_of
+from schemas.topics import partition_key, topic_for
+from streams.core.errors import InvalidTouchpoint
+from streams.core.plan import plan_event
+from streams.core.rules import Rules
+
+#: Larger than any valid touchpoint by far; the broker's own limit is usually 1 MiB.
+MAX_MESSAGE_BYTES = 1_000_000
+
+
+def ensure_topics(
+    bootstrap: str, names: Iterable[str], partitions: int, config: Mapping[str, Any] | None = None
+) -> None:
+    """Create the topics that do not exist yet (idempotent)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(config or {})})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [
+        NewTopic(n, num_partitions=partitions, replication_factor=1)
+        for n in names
+        if n not in existing
+    ]
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted, operation_timeout=10).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
+
+
+def producer_config(bootstrap: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "message.max.bytes": MAX_MESSAGE_BYTES + 4096,
+        **(extra or {}),
+    }
+
+
+@dataclass(frozen=True)
+class DeliveryError:
+    topic: str
+    key: bytes | None
+    error: str
+
+
+class _DeliveringProducer:
+    """A producer that waits when its local queue is full and reports every failed
+    delivery at the next flush, so nothing is lost silently."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        self._producer = Producer(dict(config))
+        self._failed: list[DeliveryError] = []
+        self.delivered = 0
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failed.append(DeliveryError(msg.topic() or "", msg.key(), str(err)))
+        else:
+            self.delivered += 1
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        def callback(err: KafkaError | None, msg: Message) -> None:
+            self._on_delivery(err, msg)
+            if on_delivery is not None:
+                on_delivery(err, msg)
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=callback
+                )
+                break
+            except BufferError:
+                # local queue full: wait for deliveries to make room rather than fail
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic()))) > 0:
+            if time.monotonic() >= deadline:
+                raise DeliveryFailed(
+                    f"{len(self._producer)} messages not delivered within {timeout:.0f}s"
+                )
+        if self._failed:
+            failed, self._failed = self._failed, []
+            first = failed[0]
+            raise DeliveryFailed(
+                f"{len(failed)} deliveries failed; first: {first.topic}: {first.error}"
+            )
+
+
+class TouchpointProducer:
+    """The producer SDK: validates, encodes (Avro single-object), keys by the documented
+    partition key of each type, sends idempotently and reports delivery failures.
+
+    >>> with TouchpointProducer("localhost:9092") as producer:
+    ...     producer.send(store_scan)          # raises on invalid input, never sends it
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic_prefix: str = "omni",
+        config: Mapping[str, Any] | None = None,
+        rules: Rules | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._out = _DeliveringProducer(producer_config(bootstrap, config))
+        self.topic_prefix = topic_prefix
+        # Validation needs the rules but not the real phone key: nothing is hashed here.
+        self._rules = rules or Rules(phone_key=b"validation-only")
+        self._clock = clock
+        self.sent: dict[str, int] = {}
+
+    def validate(
+        self, record: Touchpoint | BaseModel | Mapping[str, Any], type_name: str | None = None
+    ) -> tuple[str, Touchpoint]:
+        """The record as a model, or ``ValidationError`` / ``InvalidTouchpoint``."""
+        if isinstance(record, BaseModel):
+            type_name = type_name or type_name_of(record)
+            model = record
+        else:
+            if type_name is None:
+                raise InvalidTouchpoint("type", "missing", "name the event type")
+            if type_name not in MODELS or type_name == "touchpoint_fact":
+                raise InvalidTouchpoint("type", "unknown_type", str(type_name)[:64])
+            model = MODELS[type_name].model_validate(record)
+        plan_event(type_name, model, self._rules, self._clock())  # type: ignore[arg-type]
+        return type_name, model  # type: ignore[return-value]
+
+    def send(
+        self,
+        record: Touchpoint | BaseModel | Mapping[str, Any],
+        type_name: str | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        type_name, model = self.validate(record, type_name)
+        avro = model.to_avro()
+        value = encode(type_name, avro)
+        if len(value) > MAX_MESSAGE_BYTES:
+            raise InvalidTouchpoint(
+                "record", "too_large", f"{len(value)} bytes > {MAX_MESSAGE_BYTES}"
+            )
+        self._out.produce(
+            topic_for(self.topic_prefix, type_name),
+            value=value,
+            key=partition_key(type_name, avro),
+            on_delivery=on_delivery,
+        )
+        self.sent[type_name] = self.sent.get(type_name, 0) + 1
+
+    def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Send bytes as they are (tests, replays of dead letters)."""
+        self._out.produce(topic, value=value, key=key)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait for every send; raise ``DeliveryFailed`` if any did not arrive."""
+        self._out.flush(timeout)
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> TouchpointProducer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    error_class: str
+    reason: str
+    field: str
+    detail: str
+
+    def headers(self, failed_at: datetime) -> list[tuple[str, bytes]]:
+        return [
+            ("omni.original.topic", self.topic.encode()),
+            ("omni.original.partition", str(self.partition).encode()),
+            ("omni.original.offset", str(self.offset).encode()),
+            ("omni.error.class", self.error_class.encode()),
+            ("omni.error.reason", self.reason.encode()),
+            ("omni.error.field", self.field.encode()),
+            ("omni.error.detail", self.detail[:500].encode()),
+            ("omni.failed_at", failed_at.isoformat().encode()),
+        ]
+
+
+class PipelineOutput:
+    """Where a worker batch goes on Kafka: facts for the sink, dead letters for people."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        facts_topic: str,
+        dlq_topic: str,
+        config: Mapping[str, Any] | None = None,
+    ):
+        self._out = _DeliveringProducer(producer_config(bootstrap, config))
+        self.facts_topic = facts_topic
+        self.dlq_topic = dlq_topic
+
+    def dead_letters(self, letters: list[DeadLetter], now: datetime) -> None:
+        for letter in letters:
+            self._out.produce(
+                self.dlq_topic,
+                value=letter.value or b"",
+                key=letter.key,
+                headers=letter.headers(now),
+            )
+        self._out.flush()
+
+    def facts(self, facts: list[dict[str, Any]]) -> None:
+        for fact in facts:
+            self._out.produce(
+                self.facts_topic,
+                value=encode("touchpoint_fact", fact),
+                key=fact["event_id"].encode(),
+            )
+        self._out.flush()
+
+
+def describe_validation_error(exc: ValidationError) -> tuple[str, str, str]:
+    """(field, reason, detail) of the first error, without the offending input value."""
+    first = exc.errors(include_input=False, include_url=False)[0]
+    field = ".".join(str(p) for p in first["loc"]) or "record"
+    return field, first["type"], first["msg"]

@@ -1,0 +1,155 @@
+"""Redis views: the identity graph, member points and stock, applied one batch per round
+trip by ``lua/apply_batch.lua``. Key layout: docs/redis-keys.md."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from connectors.errors import ViewsUnavailable
+from streams.core.plan import CHANNELS, EventPlan
+
+_TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    #: new | duplicate | replay | replay_expired | dead | replay_dead (see apply_batch.lua);
+    #: replay_expired: redelivered after its dedupe record expired, nothing known to re-emit
+    status: str
+    one_id: str = ""
+    new_member: bool = False
+    backordered: bool = False
+
+    @property
+    def emits_fact(self) -> bool:
+        """A fact goes out for a first application and again on redelivery (the sink
+        deduplicates by event_id); a re-sent duplicate adds nothing."""
+        return self.status in ("new", "replay")
+
+
+def _parse(status: bytes | str, result: bytes | str) -> Outcome:
+    status = status.decode() if isinstance(status, bytes) else status
+    text = result.decode() if isinstance(result, bytes) else result
+    if not text:
+        return Outcome("replay_expired" if status == "replay" else status)
+    one_id, created, flags = text.split("|")
+    return Outcome(status, one_id, created == "1", "B" in flags)
+
+
+def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
+    return {
+        "tp": tp,
+        "o": offset,
+        "id": plan.event_id,
+        "y": plan.touchpoint_type,
+        "t": int(plan.event_time.timestamp() * 1000),
+        "k": list(plan.identity_keys),
+        "c": CHANNELS.index(plan.channel),
+        "p": plan.points,
+        "s": [[op.kind, op.sku, op.location, op.quantity, op.from_location] for op in plan.stock],
+        "r": plan.order_id,
+    }
+
+
+def dead_item(tp: str, offset: int) -> dict[str, Any]:
+    return {"tp": tp, "o": offset, "d": 1}
+
+
+class RedisViews:
+    def __init__(
+        self, client: redis.Redis, prefix: str = "omni:", dedupe_ttl_s: int = 7 * 24 * 3600
+    ):
+        self.client = client
+        self.prefix = prefix
+        self.dedupe_ttl_s = dedupe_ttl_s
+        source = resources.files("connectors").joinpath("lua/apply_batch.lua").read_text("utf-8")
+        self._apply = client.register_script(source)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisViews:
+        client = redis.Redis.from_url(
+            url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=10
+        )
+        return cls(client, **kwargs)
+
+    def apply(self, items: list[dict[str, Any]]) -> list[Outcome]:
+        """Apply a batch atomically: one round trip, whatever its size."""
+        if not items:
+            return []
+        payload = json.dumps(items, separators=(",", ":"))
+        try:
+            raw = self._apply(args=[self.prefix, self.dedupe_ttl_s, payload])
+        except _TRANSIENT as exc:
+            raise ViewsUnavailable(f"redis: {exc}") from exc
+        return [_parse(s, r) for s, r in raw]
+
+    def stats(self) -> dict[str, int]:
+        try:
+            raw = self.client.hgetall(self.prefix + "stats")
+        except _TRANSIENT as exc:
+            raise ViewsUnavailable(f"redis: {exc}") from exc
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def resolve(self, key: str) -> str | None:
+        """identity key (or ``oneid:<id>``) -> the live OneID, following merges."""
+        if key.startswith("oneid:"):
+            one_id: str | None = key.split(":", 1)[1]
+        else:
+            got = self.client.get(self.prefix + "i:" + key)
+            one_id = got.decode() if got else None
+        for _ in range(64):
+            if one_id is None:
+                return None
+            into = self.client.hget(self.prefix + "m:" + one_id, "into")
+            if into is None:
+                break
+            one_id = into.decode()
+        if one_id is not None and not self.client.exists(self.prefix + "m:" + one_id):
+            return None
+        return one_id
+
+    def member(self, key: str) -> dict[str, Any] | None:
+        one_id = self.resolve(key)
+        if one_id is None:
+            return None
+        fields = {
+            k.decode(): v.decode()
+            for k, v in self.client.hgetall(self.prefix + "m:" + one_id).items()
+        }
+        ids = sorted(m.decode() for m in self.client.smembers(self.prefix + "mi:" + one_id))
+        channel_bits = int(fields.get("ch", 0))
+        return {
+            "one_id": one_id,
+            "identifiers": ids,
+            "points": int(fields.get("pts", 0)),
+            "events": int(fields.get("n", 0)),
+            "first_seen_ms": int(fields.get("first", 0)),
+            "last_seen_ms": int(fields.get("last", 0)),
+            "channels": [c for i, c in enumerate(CHANNELS) if channel_bits & (1 << i)],
+        }
+
+    def stock(self, sku: str, location: str | None = None) -> list[dict[str, Any]]:
+        pattern = f"{self.prefix}s:{sku}@{location or '*'}"
+        rows = []
+        for key in sorted(self.client.scan_iter(match=pattern, count=1000)):
+            h = {k.decode(): int(v) for k, v in self.client.hgetall(key).items()}
+            on_hand, reserved = h.get("on_hand", 0), h.get("reserved", 0)
+            rows.append(
+                {
+                    "sku": sku,
+                    "location": key.decode().rsplit("@", 1)[1],
+                    "on_hand": on_hand,
+                    "reserved": reserved,
+                    "available_to_promise": on_hand - reserved,
+                }
+            )
+        return rows

@@ -1,0 +1,365 @@
+"""``omni up`` / ``omni status`` / ``omni down``: a supervisor process that starts what is
+not configured externally, records pids, ports and logs in ``OMNI_HOME/stack.json``,
+watches its children and stops exactly them.
+
+A child that dies is restarted at most ``MAX_RESTARTS`` times in ``RESTART_WINDOW_S``;
+after that it is reported ``failed`` and left down. The broker is never restarted: the
+embedded broker keeps its data in memory only, so a new one would be a different log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.embedded import (
+    ManagedProcess,
+    StartFailed,
+    http_ok,
+    is_running,
+    omni_command,
+    start_broker,
+    start_redis,
+    start_sink,
+    start_worker,
+    tcp_ok,
+)
+from connectors.kafka import ensure_topics
+from streams.endpoints import STACK_FILE
+from streams.settings import Settings
+from streams.wiring import all_topics
+
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 300.0
+LOCK_FILE = "stack.lock"
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+class NotRunning(RuntimeError):
+    pass
+
+
+@dataclass
+class Paths:
+    home: Path
+
+    @property
+    def state(self) -> Path:
+        return self.home / STACK_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.home / LOCK_FILE
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def redis(self) -> Path:
+        return self.home / "redis"
+
+    @property
+    def chdb(self) -> Path:
+        return self.home / "chdb"
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _read_state(paths: Paths) -> dict[str, Any] | None:
+    try:
+        return json.loads(paths.state.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _lock_held(paths: Paths) -> bool:
+    if not paths.lock.exists():
+        return False
+    with open(paths.lock) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+# -- the supervisor process --------------------------------------------------------------
+
+
+@dataclass
+class _Child:
+    proc: ManagedProcess
+    restart: Any  # () -> ManagedProcess
+    restarts: list[float] = field(default_factory=list)
+    status: str = "healthy"
+    exit_code: int | None = None
+
+
+class Supervisor:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.paths = Paths(settings.home.resolve())
+        self.children: dict[str, _Child] = {}
+        self.state: dict[str, Any] = {}
+        self.stopping = False
+
+    def _save(self) -> None:
+        self.state["components"] = {
+            name: {
+                **c.proc.record(),
+                "status": c.status,
+                "restarts": len(c.restarts),
+                "exit_code": c.exit_code,
+            }
+            for name, c in self.children.items()
+        }
+        _write_json(self.paths.state, self.state)
+
+    def _add(self, name: str, proc: ManagedProcess, restart: Any) -> None:
+        self.children[name] = _Child(proc, restart)
+        self._save()
+
+    def run(self) -> int:
+        self.paths.home.mkdir(parents=True, exist_ok=True)
+        lock = open(self.paths.lock, "w")  # noqa: SIM115 (held for the supervisor's life)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("another supervisor runs under", self.paths.home, flush=True)
+            return 1
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        self.state = {
+            "state": "starting",
+            "supervisor": {"pid": os.getpid(), "start_time": None},
+            "home": str(self.paths.home),
+            "started_at": time.time(),
+            "endpoints": {},
+        }
+        from connectors.embedded import process_start_time
+
+        self.state["supervisor"]["start_time"] = process_start_time(os.getpid())
+        try:
+            self._start_all()
+            self.state["state"] = "running"
+            self._save()
+            print("stack running", flush=True)
+            self._watch()
+        except StartFailed as exc:
+            self.state["state"] = "failed"
+            self.state["error"] = str(exc)
+            self._save()
+            print("start failed:", exc, flush=True)
+        finally:
+            self._stop_all()
+            self.state["state"] = "stopped"
+            self._save()
+            os.replace(self.paths.state, self.paths.home / "stack.stopped.json")
+            print("stack stopped", flush=True)
+        return 0 if self.state.get("error") is None else 1
+
+    def _on_term(self, *_: Any) -> None:
+        self.stopping = True
+
+    def _start_all(self) -> None:
+        s, logs = self.settings, self.paths.logs
+        broker_embedded = not s.kafka_bootstrap
+        if broker_embedded:
+            # The embedded broker keeps nothing once stopped, so views and tables built
+            # from an earlier broker's log would describe events that no longer exist.
+            for stale in (self.paths.redis, self.paths.chdb, self.paths.home / "worker-data"):
+                shutil.rmtree(stale, ignore_errors=True)
+        endpoints = self.state["endpoints"]
+        if broker_embedded:
+            broker = start_broker(logs)
+            endpoints["kafka_bootstrap"] = f"127.0.0.1:{broker.port}"
+            self._add("broker", broker, None)
+        else:
+            endpoints["kafka_bootstrap"] = s.kafka_bootstrap
+        if not s.redis_url:
+            redis_proc = start_redis(self.paths.redis, logs)
+            port = redis_proc.port
+            self._add("redis", redis_proc, lambda: start_redis(self.paths.redis, logs, port=port))
+            endpoints["redis_url"] = f"redis://127.0.0.1:{redis_proc.port}/0"
+        else:
+            endpoints["redis_url"] = s.redis_url
+        endpoints["clickhouse_dsn"] = s.clickhouse_dsn or f"chdb://{self.paths.chdb}"
+        self._save()
+        ensure_topics(endpoints["kafka_bootstrap"], all_topics(s), s.topic_partitions)
+        env = {
+            "OMNI_HOME": str(self.paths.home),
+            "OMNI_KAFKA_BOOTSTRAP": endpoints["kafka_bootstrap"],
+            "OMNI_REDIS_URL": endpoints["redis_url"],
+            "OMNI_CLICKHOUSE_DSN": endpoints["clickhouse_dsn"],
+        }
+        sink = start_sink(env, logs)
+        endpoints["sink_url"] = f"http://127.0.0.1:{sink.port}"
+        self._add("sink", sink, lambda: start_sink(env, logs, port=sink.port))
+        workers = [start_worker(env, logs, i, wait=None) for i in range(1, s.workers + 1)]
+        for w in workers:
+            w.wait_healthy(120)
+            index, port = int(w.name.split("-")[1]), w.port
+            self._add(w.name, w, lambda i=index, p=port: start_worker(env, logs, i, port=p))
+
+    def _watch(self) -> None:
+        while not self.stopping:
+            for name, child in self.children.items():
+                if child.status in ("failed",) or child.proc.alive:
+                    continue
+                child.exit_code = child.proc.exit_code
+                now = time.time()
+                child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW_S]
+                if child.restart is None or len(child.restarts) >= MAX_RESTARTS:
+                    child.status = "failed"
+                    print(f"{name} died (exit {child.exit_code}); not restarting", flush=True)
+                else:
+                    child.status = "restarting"
+                    self._save()
+                    print(f"{name} died (exit {child.exit_code}); restarting", flush=True)
+                    child.restarts.append(now)
+                    try:
+                        child.proc = child.restart()
+                        child.status = "healthy"
+                    except StartFailed as exc:
+                        print(f"{name} restart failed: {exc}", flush=True)
+                        child.status = "dead"
+                self._save()
+            time.sleep(0.5)
+
+    def _stop_all(self) -> None:
+        self.state["state"] = "stopping"
+        with contextlib.suppress(OSError):
+            self._save()
+        # workers first (they flush into the sink), then the sink, then the services
+        order = sorted(
+            self.children, key=lambda n: (not n.startswith("worker"), n != "sink", n != "redis")
+        )
+        for name in order:
+            self.children[name].proc.stop(timeout=45)
+
+
+# -- what the CLI calls ---------------------------------------------------------------------
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    paths = Paths(settings.home.resolve())
+    state = _read_state(paths)
+    if state is None:
+        return {"state": "not running", "home": str(paths.home), "components": {}}
+    sup = state.get("supervisor", {})
+    state["supervisor"]["alive"] = is_running(sup.get("pid", 0), sup.get("start_time"))
+    endpoints = state.get("endpoints", {})
+    for name, comp in state.get("components", {}).items():
+        alive = is_running(comp["pid"], comp.get("start_time"))
+        comp["alive"] = alive
+        if not alive:
+            comp["healthy"] = False
+        elif name in ("broker", "redis"):
+            comp["healthy"] = tcp_ok(comp["port"])
+        else:
+            comp["healthy"] = http_ok(f"http://127.0.0.1:{comp['port']}/readyz")
+    if not state["supervisor"]["alive"] and state.get("state") == "running":
+        state["state"] = "supervisor died"
+    state["endpoints"] = endpoints
+    return state
+
+
+def raise_if_failed(settings: Settings) -> None:
+    """Raise ``StartFailed`` naming each component that is down for good."""
+    state = status(settings)
+    broken = [
+        f"{name} (see {c['log']})"
+        for name, c in state.get("components", {}).items()
+        if c.get("status") == "failed" or (c.get("status") == "dead" and not c["alive"])
+    ]
+    if broken or state["state"] not in ("running", "starting"):
+        raise StartFailed(f"stack {state['state']}; failed: {', '.join(broken) or 'none'}")
+
+
+def up(settings: Settings, timeout: float = 180.0, on_progress: Any = print) -> dict[str, Any]:
+    paths = Paths(settings.home.resolve())
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    if _lock_held(paths):
+        current = _read_state(paths) or {}
+        pid = current.get("supervisor", {}).get("pid", "?")
+        raise AlreadyRunning(
+            f"a stack already runs under {paths.home} (supervisor pid {pid}); `omni down` first"
+        )
+    with contextlib.suppress(FileNotFoundError):
+        paths.state.unlink()
+    env = {**os.environ, "OMNI_HOME": str(paths.home)}
+    log = open(paths.logs / "supervisor.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        omni_command("supervise"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    log.close()
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        state = _read_state(paths) or {}
+        for name in state.get("components", {}):
+            if name not in seen:
+                seen.add(name)
+                on_progress(f"  {name:<9} healthy  (log: {state['components'][name]['log']})")
+        if state.get("state") == "running":
+            return status(settings)
+        if state.get("state") == "failed" or proc.poll() is not None:
+            proc.wait(60)
+            stopped = _read_state(Paths(paths.home)) or json.loads(
+                (paths.home / "stack.stopped.json").read_text()
+            )
+            raise StartFailed(
+                stopped.get("error") or f"supervisor exited; see {paths.logs / 'supervisor.log'}"
+            )
+        time.sleep(0.2)
+    proc.terminate()
+    raise StartFailed(f"stack not up after {timeout:.0f}s; see {paths.logs}")
+
+
+def down(settings: Settings, timeout: float = 120.0) -> list[str]:
+    """Stop the supervisor (which stops its children); then make sure every recorded
+    process is gone. Returns the names of what was stopped."""
+    paths = Paths(settings.home.resolve())
+    state = _read_state(paths)
+    if state is None:
+        raise NotRunning(f"no stack runs under {paths.home}")
+    sup = state.get("supervisor", {})
+    if is_running(sup.get("pid", 0), sup.get("start_time")):
+        os.kill(sup["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while is_running(sup["pid"], sup.get("start_time")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    stopped = []
+    for name, comp in state.get("components", {}).items():
+        if is_running(comp["pid"], comp.get("start_time")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(comp["pid"], signal.SIGKILL)
+        stopped.append(name)
+    if is_running(sup.get("pid", 0), sup.get("start_time")):
+        os.kill(sup["pid"], signal.SIGKILL)
+    with contextlib.suppress(FileNotFoundError):
+        paths.state.unlink()
+    return stopped

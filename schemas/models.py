@@ -1,0 +1,261 @@
+"""Pydantic models mirroring the ``.avsc`` files field by field (a test proves it).
+
+They carry the checks a single record can make on itself (quantities positive, money
+not negative, an openid has its appid, a refund has its amount). Checks that need the
+clock or configuration (event time window, identifier blocklist) live in
+``streams.core.validation``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+Text = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    def to_avro(self) -> dict[str, Any]:
+        """The record as fastavro expects it (enums as their symbols)."""
+        return self.model_dump(mode="python")
+
+
+class IdentifierKind(StrEnum):
+    phone = "phone"
+    unionid = "unionid"
+    openid = "openid"
+    app_user = "app_user"
+    member_card = "member_card"
+    device = "device"
+
+
+class DeviceRole(StrEnum):
+    personal = "personal"
+    shared_store_device = "shared_store_device"
+    guide_scanner = "guide_scanner"
+
+
+class Identifier(_Record):
+    kind: IdentifierKind
+    value: Annotated[str, Field(max_length=256)]
+    app_id: str | None = None
+    device_role: DeviceRole | None = None
+
+    @model_validator(mode="after")
+    def _scoped(self) -> Identifier:
+        if self.kind == IdentifierKind.openid and not self.app_id:
+            raise ValueError("an openid needs the app_id that issued it")
+        if self.kind != IdentifierKind.device and self.device_role is not None:
+            raise ValueError("device_role is only for kind=device")
+        return self
+
+
+class Consent(_Record):
+    marketing: bool = False
+    analytics: bool = True
+
+
+class Envelope(_Record):
+    event_id: Annotated[str, Field(min_length=1, max_length=128)]
+    event_time: AwareDatetime
+    time_zone: str = "Asia/Shanghai"
+    produced_time: AwareDatetime
+    source: Text
+    identifiers: list[Identifier] = Field(default_factory=list, max_length=32)
+    consent: Consent = Consent()
+
+
+class OrderLine(_Record):
+    sku: Text
+    quantity: Annotated[int, Field(gt=0, le=100_000)]
+    unit_price: Money
+
+
+class ScanKind(StrEnum):
+    checkout = "checkout"
+    member_code = "member_code"
+
+
+class PaymentMethod(StrEnum):
+    wechat_pay = "wechat_pay"
+    alipay = "alipay"
+    unionpay = "unionpay"
+    card = "card"
+    cash = "cash"
+    none = "none"
+    other = "other"
+
+
+class StoreScan(_Record):
+    envelope: Envelope
+    store_id: Text
+    staff_id: str | None = None
+    scan_kind: ScanKind = ScanKind.checkout
+    lines: list[OrderLine] = Field(default_factory=list, max_length=500)
+    paid_amount: Money
+    payment_method: PaymentMethod = PaymentMethod.other
+
+
+class LivePlatform(StrEnum):
+    douyin = "douyin"
+    wechat_channels = "wechat_channels"
+    taobao_live = "taobao_live"
+    kuaishou = "kuaishou"
+    other = "other"
+
+
+class LivestreamClick(_Record):
+    envelope: Envelope
+    platform: LivePlatform
+    room_id: Text
+    host_id: Text
+    sku: str | None = None
+
+
+class ClaimChannel(StrEnum):
+    wechat = "wechat"
+    app = "app"
+    mini_program = "mini_program"
+    livestream = "livestream"
+    store = "store"
+    other = "other"
+
+
+class RedEnvelopeClaim(_Record):
+    envelope: Envelope
+    campaign_id: Text
+    envelope_id: Text
+    face_value: Money
+    channel: ClaimChannel
+
+
+class AppKind(StrEnum):
+    app = "app"
+    mini_program = "mini_program"
+
+
+class FulfilmentMode(StrEnum):
+    delivery = "delivery"
+    pickup = "pickup"
+
+
+class Fulfilment(_Record):
+    mode: FulfilmentMode
+    store_id: str | None = None
+    latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
+    longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+    @model_validator(mode="after")
+    def _pickup_has_store(self) -> Fulfilment:
+        if self.mode == FulfilmentMode.pickup and not self.store_id:
+            raise ValueError("a pick-up order needs store_id")
+        return self
+
+
+class AppOrder(_Record):
+    envelope: Envelope
+    order_id: Text
+    app_id: Text
+    app_kind: AppKind
+    lines: list[OrderLine] = Field(min_length=1, max_length=500)
+    total_amount: Money
+    discount_amount: Money
+    paid_amount: Money
+    fulfilment: Fulfilment
+
+
+class OrderStatusKind(StrEnum):
+    paid = "paid"
+    cancelled = "cancelled"
+    refunded = "refunded"
+    picked_up = "picked_up"
+    shipped = "shipped"
+
+
+class OrderStatus(_Record):
+    envelope: Envelope
+    order_id: Text
+    status: OrderStatusKind
+    refund_amount: Money | None = None
+    store_id: str | None = None
+
+    @model_validator(mode="after")
+    def _refund_has_amount(self) -> OrderStatus:
+        if self.status == OrderStatusKind.refunded and self.refund_amount is None:
+            raise ValueError("a refund needs refund_amount")
+        return self
+
+
+class AdjustmentKind(StrEnum):
+    receipt = "receipt"
+    transfer = "transfer"
+    count = "count"
+
+
+class InventoryAdjustment(_Record):
+    envelope: Envelope
+    kind: AdjustmentKind
+    sku: Text
+    location_id: Text
+    from_location_id: str | None = None
+    quantity: Annotated[int, Field(ge=0, le=10_000_000)]
+
+    @model_validator(mode="after")
+    def _movement_rules(self) -> InventoryAdjustment:
+        if self.kind == AdjustmentKind.transfer and not self.from_location_id:
+            raise ValueError("a transfer needs from_location_id")
+        if self.kind != AdjustmentKind.count and self.quantity == 0:
+            raise ValueError("a receipt or transfer moves at least one unit")
+        return self
+
+
+class TouchpointFact(_Record):
+    """What the workers emit and the sink writes (see ``touchpoint_fact.avsc``)."""
+
+    event_id: str
+    touchpoint_type: str
+    event_time: datetime
+    processed_time: datetime
+    channel: str
+    store_id: str = ""
+    one_id: str = ""
+    new_member: bool = False
+    order_id: str = ""
+    campaign_id: str = ""
+    room_id: str = ""
+    quantity: int = 0
+    amount: Decimal
+    points: int = 0
+    source_topic: str
+    source_partition: int
+    source_offset: int
+
+
+Touchpoint = (
+    StoreScan | LivestreamClick | RedEnvelopeClaim | AppOrder | OrderStatus | InventoryAdjustment
+)
+
+#: type name (the ``.avsc`` file stem, and the ``type`` field of the JSON-lines form) -> model
+MODELS: dict[str, type[_Record]] = {
+    "store_scan": StoreScan,
+    "livestream_click": LivestreamClick,
+    "red_envelope_claim": RedEnvelopeClaim,
+    "app_order": AppOrder,
+    "order_status": OrderStatus,
+    "inventory_adjustment": InventoryAdjustment,
+    "touchpoint_fact": TouchpointFact,
+}
+
+
+def type_name_of(record: BaseModel) -> str:
+    for name, model in MODELS.items():
+        if type(record) is model:
+            return name
+    raise KeyError(f"{type(record).__name__} is not a contract model")

@@ -1,0 +1,126 @@
+"""The faust application: one agent over every input topic, consuming in batches.
+
+The agent is deliberately thin: it turns faust events into ``Inbound`` messages and hands
+each batch to ``TouchpointPipeline`` on a worker thread, so the event loop keeps the
+consumer group alive while Redis and Kafka calls are under way. No ``group_by``: events
+are keyed by their producers (schemas/topics.py), so no repartition topic is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from schemas.topics import input_topics
+from streams.endpoints import Endpoints
+from streams.settings import Settings
+from streams.wiring import pipeline as build_pipeline
+
+log = logging.getLogger("omni.worker")
+
+
+#: How long a stopping worker waits for the batch in hand before giving up on it.
+SHUTDOWN_GRACE_S = 30.0
+
+
+def _exit_unacknowledged(size: int) -> None:
+    """Leave without acknowledging, so the batch is redelivered to whoever takes the
+    partitions next (the views ignore what they already applied)."""
+    log.critical("stopping with an unapplied batch of %d; exiting without commit", size)
+    logging.shutdown()
+    os._exit(75)
+
+
+async def _finish_before_ack(work: asyncio.Future, stopping: threading.Event, size: int) -> None:
+    try:
+        report = await asyncio.wait_for(asyncio.shield(work), SHUTDOWN_GRACE_S)
+    except TimeoutError:
+        stopping.set()
+        report = await work
+    if report is None:
+        _exit_unacknowledged(size)
+
+
+def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust.App:
+    datadir = settings.home / "worker-data" / str(os.getpid())
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{endpoints.kafka_bootstrap}",
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.consumer_session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.consumer_session_timeout_s / 6),
+        broker_max_poll_records=settings.batch_max_events,
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_port=web_port,
+        web_host="127.0.0.1",
+        datadir=str(datadir),
+    )
+    source = app.topic(
+        *input_topics(settings.topic_prefix), key_serializer="raw", value_serializer="raw"
+    )
+    state: dict[str, Any] = {"ready": False, "batches": 0, "events": 0}
+    stopping = threading.Event()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omni-batch")
+    pipeline = build_pipeline(settings, endpoints)
+
+    @app.on_rebalance_complete.connect
+    async def _assigned(sender: Any, **_: Any) -> None:
+        state["ready"] = True
+
+    @app.agent(source, name="touchpoints")
+    async def touchpoints(stream: faust.StreamT) -> None:
+        from streams.pipeline import Inbound
+
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(
+            settings.batch_max_events, within=settings.batch_max_wait_s
+        ):
+            batch = [
+                Inbound(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                )
+                for e in events
+            ]
+            work = loop.run_in_executor(executor, pipeline.process_until_done, batch, stopping)
+            try:
+                report = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # faust acknowledges the batch when this generator closes: finish it first.
+                await _finish_before_ack(work, stopping, len(batch))
+                raise
+            if report is None:
+                _exit_unacknowledged(len(batch))
+            state["batches"] += 1
+            state["events"] += report.size
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "pid": os.getpid()})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        body = {"ready": state["ready"], "batches": state["batches"], "events": state["events"]}
+        return web.json(body, status=200 if state["ready"] else 503)
+
+    @app.on_before_shutdown.connect
+    async def _stop(sender: Any, **_: Any) -> None:
+        stopping.set()
+
+    return app

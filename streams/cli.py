@@ -1,0 +1,372 @@
+"""``omni``: the command line. Entry points read the settings; nothing below them does."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from streams.settings import Settings
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _setup_logging(settings: Settings) -> None:
+    fmt = (
+        '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
+        if settings.log_json
+        else "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+    )
+    logging.basicConfig(level=logging.INFO, format=fmt, stream=sys.stderr)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@click.group()
+def main() -> None:
+    """Omnichannel touchpoint stream processor."""
+
+
+# -- the embedded stack ---------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--workers", type=int, default=None, help="Worker processes (OMNI_WORKERS).")
+@click.option("--json", "as_json", is_flag=True, help="Print the stack status as JSON.")
+def up(workers: int | None, as_json: bool) -> None:
+    """Start what is not configured externally: broker, Redis, sink, workers."""
+    from connectors import stack
+    from connectors.embedded import StartFailed
+
+    settings = _settings(workers=workers)
+    started = time.monotonic()
+    err.print(f"starting the stack under {settings.home.resolve()} ...")
+    try:
+        state = stack.up(settings, on_progress=err.print)
+    except stack.AlreadyRunning as exc:
+        _fail(str(exc))
+    except StartFailed as exc:
+        _fail(f"start failed: {exc}")
+    err.print(f"stack up in {time.monotonic() - started:.1f}s")
+    _print_status(state, as_json)
+
+
+@main.command()
+def down() -> None:
+    """Stop exactly the processes `omni up` started."""
+    from connectors import stack
+
+    try:
+        stopped = stack.down(_settings())
+    except stack.NotRunning as exc:
+        _fail(str(exc))
+    err.print(f"stopped: {', '.join(stopped)}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """Report each component of the running stack."""
+    from connectors import stack
+
+    _print_status(stack.status(_settings()), as_json)
+
+
+def _print_status(state: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(state, default=str))
+        return
+    out.print(f"stack: [bold]{state['state']}[/]  home: {state.get('home')}")
+    table = Table("component", "pid", "port", "alive", "healthy", "restarts", "log")
+    for name, c in state.get("components", {}).items():
+        table.add_row(
+            name, str(c["pid"]), str(c["port"]), str(c.get("alive")), str(c.get("healthy")),
+            str(c.get("restarts", 0)), c["log"],
+        )  # fmt: skip
+    out.print(table)
+    for name, value in state.get("endpoints", {}).items():
+        out.print(f"  {name:<16} {value}")
+
+
+@main.command(hidden=True)
+def supervise() -> None:
+    """(internal) The supervisor process behind `omni up`."""
+    from connectors.stack import Supervisor
+
+    settings = _settings()
+    _setup_logging(settings)
+    sys.exit(Supervisor(settings).run())
+
+
+@main.command()
+def worker() -> None:
+    """Run one stream worker (a faust worker of the touchpoints agent)."""
+    from connectors.embedded import free_port
+    from streams.app import create_app
+    from streams.endpoints import resolve
+
+    settings = _settings()
+    port = settings.worker_web_port or free_port()
+    app = create_app(settings, resolve(settings), port)
+    sys.argv = [
+        "omni worker",
+        "worker",
+        "--loglevel",
+        "info",
+        "--web-port",
+        str(port),
+        "--web-host",
+        "127.0.0.1",
+    ]
+    app.main()
+
+
+@main.command()
+def sink() -> None:
+    """Run the ClickHouse sink (and, for embedded chDB, the read API)."""
+    from connectors.embedded import free_port
+    from streams.endpoints import resolve
+    from streams.sink import run_sink
+
+    settings = _settings()
+    _setup_logging(settings)
+    run_sink(settings, resolve(settings), settings.sink_http_port or free_port())
+
+
+# -- traffic ------------------------------------------------------------------------------------
+
+
+def _publish(settings: Settings, events: int, members: int | None, seed: int, rate: float | None,
+             duplicates: float, malformed: float) -> tuple[int, dict[str, int]]:  # fmt: skip
+    from connectors.kafka import TouchpointProducer
+    from streams.demo import publish
+    from streams.endpoints import resolve
+    from streams.simulate import Simulation
+
+    endpoints = resolve(settings)
+    sim = Simulation(
+        events, members=members, seed=seed, duplicate_share=duplicates, malformed_share=malformed
+    )
+    with (
+        _progress() as bar,
+        TouchpointProducer(endpoints.kafka_bootstrap, settings.topic_prefix) as producer,
+    ):
+        task = bar.add_task("publishing", total=events)
+        counts = publish(
+            sim, producer, settings.topic_prefix, rate, lambda n, _: bar.update(task, completed=n)
+        )
+    return events, dict(counts)
+
+
+@main.command()
+@click.option("--events", type=int, default=20_000, show_default=True)
+@click.option("--members", type=int, default=None, help="Distinct people (default: events / 8).")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--rate", type=float, default=None, help="Events per second (default: as fast as possible)."
+)
+@click.option(
+    "--duplicates", type=float, default=0.02, show_default=True, help="Share of re-sent events."
+)
+@click.option(
+    "--malformed", type=float, default=0.01, show_default=True, help="Share of malformed messages."
+)
+def simulate(
+    events: int,
+    members: int | None,
+    seed: int,
+    rate: float | None,
+    duplicates: float,
+    malformed: float,
+) -> None:
+    """Publish realistic synthetic touchpoints to the running stack (or OMNI_KAFKA_BOOTSTRAP)."""
+    from streams.endpoints import StackNotRunning
+
+    try:
+        produced, counts = _publish(_settings(), events, members, seed, rate, duplicates, malformed)
+    except StackNotRunning as exc:
+        _fail(str(exc))
+    out.print(f"published {produced}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@main.command()
+@click.option("--events", type=int, default=20_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--workers", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
+def demo(events: int, seed: int, workers: int | None, as_json: bool) -> None:
+    """Start the embedded stack, run synthetic traffic through it, report, stop."""
+    from connectors import stack
+    from connectors.embedded import StartFailed
+    from streams.demo import summary, wait_accounted
+    from streams.endpoints import resolve
+    from streams.wiring import views
+
+    settings = _settings(workers=workers)
+    started = time.monotonic()
+    err.print(
+        f"omni demo: {events} touchpoints through the embedded stack in {settings.home.resolve()}"
+    )
+    try:
+        stack.up(settings, on_progress=err.print)
+    except (stack.AlreadyRunning, StartFailed) as exc:
+        _fail(str(exc))
+    try:
+        startup = time.monotonic() - started
+        err.print(f"stack up in {startup:.1f}s")
+        t0 = time.monotonic()
+        produced, _ = _publish(settings, events, None, seed, None, 0.02, 0.01)
+        endpoints = resolve(settings)
+        with _progress() as bar:
+            task = bar.add_task("processing", total=produced)
+            stats = wait_accounted(views(settings, endpoints), endpoints, produced,
+                                   progress=lambda n, _: bar.update(task, completed=n),
+                                   check=lambda: stack.raise_if_failed(settings))  # fmt: skip
+        result = summary(settings, produced, stats, time.monotonic() - t0, startup)
+    except (StartFailed, TimeoutError) as exc:
+        stack.down(settings)
+        _fail(str(exc))
+    finally:
+        with contextlib.suppress(stack.NotRunning):
+            err.print("stopping the stack ...")
+            stack.down(settings)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        _print_summary(result)
+    if not result["accounted"]:
+        _fail("not every event is accounted for")
+
+
+def _print_summary(r: dict[str, Any]) -> None:
+    table = Table("", "", title="omni demo", show_header=False)
+    rows = [
+        ("produced", r["produced"]),
+        ("processed", f"{r['processed']} (of which re-sent duplicates: {r['duplicates']})"),
+        ("dead-lettered", r["dead_lettered"]),
+        ("members (OneIDs)", f"{r['members']} after {r['merges']} merges"),
+        ("points granted", r["points_total"]),
+        ("reservations / backorders", f"{r['reservations']} / {r['backorders']}"),
+        ("facts in ClickHouse", f"{r['clickhouse_rows']} (written: {r['facts_written']})"),
+        (
+            "pipeline time",
+            f"{r['elapsed_s']} s, {r['events_per_s']} events/s, {r['workers']} worker(s)",
+        ),
+        ("stack start-up", f"{r['startup_s']} s"),
+    ]
+    for k, v in rows:
+        table.add_row(k, str(v))
+    out.print(table)
+    out.print("per type: " + ", ".join(f"{k} {v}" for k, v in r["per_type"].items()))
+    verdict = "[green]every event accounted for[/]" if r["accounted"] else "[red]MISMATCH[/]"
+    out.print(verdict)
+
+
+# -- look-ups ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("lookup")
+@click.option("--json", "as_json", is_flag=True)
+def member(lookup: str, as_json: bool) -> None:
+    """A member by TYPE:VALUE (phone:, unionid:, openid:APPID:, card:, app:, device:, oneid:)."""
+    from streams.core.errors import InvalidTouchpoint
+    from streams.core.identity import parse_lookup
+    from streams.endpoints import resolve
+    from streams.wiring import phone_key, views
+
+    settings = _settings()
+    try:
+        key = parse_lookup(lookup, phone_key(settings))
+    except InvalidTouchpoint as exc:
+        _fail(f"{lookup.split(':')[0]}: {exc.reason}")
+    found = views(settings, resolve(settings)).member(key)
+    if found is None:
+        _fail(f"no member for {lookup.split(':')[0]}:…", code=2)
+    if as_json:
+        print(json.dumps(found))
+    else:
+        for k, v in found.items():
+            out.print(f"{k:<14} {v}")
+
+
+@main.command()
+@click.argument("sku")
+@click.option("--location", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def inventory(sku: str, location: str | None, as_json: bool) -> None:
+    """Stock of a SKU per location: on hand, reserved, available to promise."""
+    from streams.endpoints import resolve
+    from streams.wiring import views
+
+    settings = _settings()
+    rows = views(settings, resolve(settings)).stock(sku, location)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table("location", "on hand", "reserved", "available")
+    for r in rows:
+        table.add_row(
+            r["location"], str(r["on_hand"]), str(r["reserved"]), str(r["available_to_promise"])
+        )
+    out.print(table)
+
+
+@main.command()
+@click.argument("statement")
+@click.option("--json", "as_json", is_flag=True)
+def sql(statement: str, as_json: bool) -> None:
+    """Run a read-only query on ClickHouse (ClickHouse's readonly setting enforces it)."""
+    from connectors.clickhouse import QueryRefused
+    from connectors.errors import WarehouseUnavailable
+    from streams import reads
+    from streams.endpoints import resolve
+
+    try:
+        result = reads.query(resolve(_settings()), statement)
+    except QueryRefused as exc:
+        _fail(f"refused: {exc}")
+    except WarehouseUnavailable as exc:
+        _fail(str(exc))
+    if as_json:
+        print(
+            json.dumps(
+                [dict(zip(result.columns, r, strict=True)) for r in result.rows], default=str
+            )
+        )
+        return
+    table = Table(*result.columns)
+    for r in result.rows:
+        table.add_row(*(str(v) for v in r))
+    out.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Identifier normalisation: every raw identifier becomes one *identity key*, the string
+under which the identity graph knows it.
+
+* phone -> E.164 (default region CN) -> HMAC-SHA256 with the configured key; only the
+  hash is ever stored: ``phone:<hex>``.
+* openid is scoped by the appid that issued it: ``openid:<appid>:<openid>``. Two openids
+  of different apps are different keys even when the values are equal.
+* unionid, app user id, member card and device id are global within their kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+
+from schemas.models import DeviceRole, Identifier, IdentifierKind
+from streams.core.errors import InvalidTouchpoint
+
+#: Values sources send when they have nothing; never an identity.
+ILLEGAL_VALUES = frozenset(
+    {"", "null", "none", "nil", "undefined", "nan", "0", "-1", "anonymous", "unknown", "n/a", "na"}
+)
+_PREFIX = {
+    IdentifierKind.phone: "phone",
+    IdentifierKind.unionid: "unionid",
+    IdentifierKind.openid: "openid",
+    IdentifierKind.app_user: "app",
+    IdentifierKind.member_card: "card",
+    IdentifierKind.device: "device",
+}
+_SAME_DIGIT = re.compile(r"^(\d)\1+$")
+
+
+@dataclass(frozen=True)
+class IdentityKey:
+    key: str
+    kind: IdentifierKind
+    #: True for devices whose role says several people use them: never a link between people.
+    shared: bool = False
+
+
+def hash_phone(e164: str, key: bytes) -> str:
+    return hmac.new(key, e164.encode("ascii"), hashlib.sha256).hexdigest()[:32]
+
+
+def normalise_phone(raw: str, region: str = "CN") -> str:
+    """E.164 form of ``raw`` or ``InvalidTouchpoint`` (the number itself is never echoed)."""
+    digits = re.sub(r"[\s\-().]", "", raw)
+    if _SAME_DIGIT.match(digits.lstrip("+")):
+        raise InvalidTouchpoint("identifiers.phone", "illegal_value", "a run of one digit")
+    try:
+        number = phonenumbers.parse(digits, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidTouchpoint("identifiers.phone", "not_a_phone_number") from None
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidTouchpoint("identifiers.phone", "not_a_phone_number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def identity_key(
+    ident: Identifier, phone_key: bytes, extra_illegal: frozenset[str] = frozenset()
+) -> IdentityKey:
+    value = ident.value.strip()
+    if value.lower() in ILLEGAL_VALUES or value.lower() in extra_illegal:
+        raise InvalidTouchpoint(
+            f"identifiers.{ident.kind.value}", "illegal_value", repr(value)[:40]
+        )
+    if ident.kind == IdentifierKind.phone:
+        key = f"phone:{hash_phone(normalise_phone(value), phone_key)}"
+        return IdentityKey(key, ident.kind)
+    if ident.kind == IdentifierKind.openid:
+        app_id = (ident.app_id or "").strip()
+        if app_id.lower() in ILLEGAL_VALUES:
+            raise InvalidTouchpoint("identifiers.openid.app_id", "missing_app_id")
+        return IdentityKey(f"openid:{app_id}:{value}", ident.kind)
+    shared = ident.kind == IdentifierKind.device and ident.device_role in (
+        DeviceRole.shared_store_device,
+        DeviceRole.guide_scanner,
+    )
+    return IdentityKey(f"{_PREFIX[ident.kind]}:{value}", ident.kind, shared)
+
+
+def parse_lookup(text: str, phone_key: bytes) -> str:
+    """``TYPE:VALUE`` as typed by an operator (``phone:138...``, ``openid:APPID:OPENID``,
+    ``card:...``, ``oneid:O12``) -> identity key, or ``oneid:<id>``."""
+    kind, sep, value = text.partition(":")
+    if not sep or not value:
+        raise InvalidTouchpoint("lookup", "expected TYPE:VALUE")
+    kind = kind.lower()
+    if kind == "oneid":
+        return f"oneid:{value}"
+    names = {
+        "phone": IdentifierKind.phone,
+        "unionid": IdentifierKind.unionid,
+        "openid": IdentifierKind.openid,
+        "app": IdentifierKind.app_user,
+        "app_user": IdentifierKind.app_user,
+        "card": IdentifierKind.member_card,
+        "member_card": IdentifierKind.member_card,
+        "device": IdentifierKind.device,
+    }
+    if kind not in names:
+        raise InvalidTouchpoint("lookup", "unknown_type", kind)
+    if names[kind] == IdentifierKind.openid:
+        app_id, _, openid = value.partition(":")
+        ident = Identifier(kind=IdentifierKind.openid, value=openid, app_id=app_id or None)
+    else:
+        ident = Identifier(kind=names[kind], value=value)
+    return identity_key(ident, phone_key).key

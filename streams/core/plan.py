@@ -1,0 +1,156 @@
+"""From one validated record to an ``EventPlan``: everything the views must do for it,
+decided without touching any store. The Redis adapter executes plans atomically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from schemas.models import (
+    AppOrder,
+    FulfilmentMode,
+    InventoryAdjustment,
+    LivestreamClick,
+    OrderStatus,
+    RedEnvelopeClaim,
+    ScanKind,
+    StoreScan,
+    Touchpoint,
+)
+from streams.core.errors import InvalidTouchpoint
+from streams.core.identity import identity_key
+from streams.core.rules import Rules
+
+#: Touchpoints must say who; order statuses and stock movements need not.
+NEEDS_IDENTIFIERS = frozenset({"store_scan", "livestream_click", "red_envelope_claim", "app_order"})
+
+#: Channel of a touchpoint; the order of this tuple fixes each channel's bit in the views.
+CHANNELS: tuple[str, ...] = ("store", "livestream", "wechat", "app", "mini_program", "other", "erp")
+OFFLINE_CHANNELS = frozenset({"store"})
+
+
+@dataclass(frozen=True)
+class StockOp:
+    """``sale``: on hand down; ``receive``: on hand up; ``count``: on hand set;
+    ``transfer``: from one location to another; ``reserve``: hold for an order."""
+
+    kind: str
+    sku: str
+    location: str
+    quantity: int
+    from_location: str = ""
+
+
+@dataclass(frozen=True)
+class EventPlan:
+    event_id: str
+    touchpoint_type: str
+    event_time: datetime
+    channel: str
+    identity_keys: tuple[str, ...]
+    points: int
+    stock: tuple[StockOp, ...]
+    store_id: str = ""
+    order_id: str = ""
+    campaign_id: str = ""
+    room_id: str = ""
+    quantity: int = 0
+    amount: Decimal = Decimal("0.00")
+
+
+def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) -> EventPlan:
+    """Validate what needs the clock or configuration, then plan. Raises ``InvalidTouchpoint``."""
+    env = record.envelope
+    if env.event_time > now + rules.max_future:
+        raise InvalidTouchpoint(
+            "envelope.event_time", "in_future", f"more than {rules.max_future} ahead"
+        )
+    if env.event_time < now - rules.max_past:
+        raise InvalidTouchpoint("envelope.event_time", "too_old", f"more than {rules.max_past} ago")
+    if type_name in NEEDS_IDENTIFIERS and not env.identifiers:
+        raise InvalidTouchpoint("envelope.identifiers", "no_identifiers")
+    keys = [
+        identity_key(i, rules.phone_key, rules.extra_illegal_identifiers) for i in env.identifiers
+    ]
+    # A shared device tells nothing about who is there: it never joins the graph.
+    linkable = tuple(dict.fromkeys(k.key for k in keys if not k.shared))
+    base = {
+        "event_id": env.event_id,
+        "touchpoint_type": type_name,
+        "event_time": env.event_time,
+        "identity_keys": linkable,
+    }
+    match record:
+        case StoreScan():
+            sold = tuple(
+                StockOp("sale", ln.sku, record.store_id, ln.quantity) for ln in record.lines
+            )
+            points = 0
+            if record.scan_kind == ScanKind.checkout:
+                points = rules.points_for_payment(record.paid_amount)
+            return EventPlan(
+                **base,
+                channel="store",
+                points=points,
+                stock=sold,
+                store_id=record.store_id,
+                quantity=sum(ln.quantity for ln in record.lines),
+                amount=record.paid_amount,
+            )
+        case LivestreamClick():
+            return EventPlan(
+                **base, channel="livestream", points=0, stock=(), room_id=record.room_id
+            )
+        case RedEnvelopeClaim():
+            channel = record.channel.value if record.channel.value in CHANNELS else "other"
+            return EventPlan(
+                **base,
+                channel=channel,
+                points=rules.red_envelope_bonus_points,
+                stock=(),
+                campaign_id=record.campaign_id,
+                amount=record.face_value,
+            )
+        case AppOrder():
+            pickup = record.fulfilment.mode == FulfilmentMode.pickup
+            location = record.fulfilment.store_id if pickup else rules.delivery_location
+            assert location is not None  # the model requires a store for pick-up
+            held = tuple(StockOp("reserve", ln.sku, location, ln.quantity) for ln in record.lines)
+            return EventPlan(
+                **base,
+                channel=record.app_kind.value,
+                points=rules.points_for_payment(record.paid_amount),
+                stock=held,
+                store_id=record.fulfilment.store_id or "",
+                order_id=record.order_id,
+                quantity=sum(ln.quantity for ln in record.lines),
+                amount=record.paid_amount,
+            )
+        case OrderStatus():
+            return EventPlan(
+                **base,
+                channel="other",
+                points=0,
+                stock=(),
+                store_id=record.store_id or "",
+                order_id=record.order_id,
+                amount=record.refund_amount or Decimal("0.00"),
+            )
+        case InventoryAdjustment():
+            op = StockOp(
+                record.kind.value if record.kind.value != "receipt" else "receive",
+                record.sku,
+                record.location_id,
+                record.quantity,
+                record.from_location_id or "",
+            )
+            return EventPlan(
+                **base,
+                channel="erp",
+                points=0,
+                stock=(op,),
+                store_id=record.location_id,
+                quantity=record.quantity,
+            )
+    raise InvalidTouchpoint("type", "unknown_type", type(record).__name__)

@@ -1,0 +1,62 @@
+"""Where the services are: the explicit settings, else the running embedded stack's."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.settings import Settings
+
+STACK_FILE = "stack.json"
+
+
+class StackNotRunning(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    kafka_bootstrap: str
+    redis_url: str
+    clickhouse_dsn: str
+    #: the sink's read API (embedded ClickHouse is readable only through its owner)
+    sink_url: str | None = None
+
+
+def stack_file(settings: Settings) -> Path:
+    return settings.home / STACK_FILE
+
+
+def read_stack(settings: Settings) -> dict | None:
+    path = stack_file(settings)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def resolve(settings: Settings) -> Endpoints:
+    """Explicit settings win; what is unset comes from the embedded stack's record."""
+    stack = read_stack(settings) or {}
+    found = stack.get("endpoints", {})
+    kafka = settings.kafka_bootstrap or found.get("kafka_bootstrap")
+    redis_url = settings.redis_url or found.get("redis_url")
+    dsn = settings.clickhouse_dsn or found.get("clickhouse_dsn")
+    missing = [
+        name
+        for name, value in (
+            ("OMNI_KAFKA_BOOTSTRAP", kafka),
+            ("OMNI_REDIS_URL", redis_url),
+            ("OMNI_CLICKHOUSE_DSN", dsn),
+        )
+        if not value
+    ]
+    if missing:
+        raise StackNotRunning(
+            f"{', '.join(missing)} not set and no embedded stack runs under {settings.home}: "
+            "run `omni up` or set them"
+        )
+    return Endpoints(kafka, redis_url, dsn, found.get("sink_url"))  # type: ignore[arg-type]

@@ -1,0 +1,47 @@
+"""Reading ClickHouse from the CLI: embedded chDB is owned by the sink process, so reads go
+through its API; a ClickHouse server is queried directly. Both read-only."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from connectors.clickhouse import QueryRefused, QueryResult, Warehouse
+from connectors.errors import WarehouseUnavailable
+from streams.endpoints import Endpoints
+
+
+def query(endpoints: Endpoints, sql: str, timeout: float = 60.0) -> QueryResult:
+    if not endpoints.clickhouse_dsn.startswith("chdb://"):
+        warehouse = Warehouse.connect(endpoints.clickhouse_dsn)
+        try:
+            return warehouse.query(sql)
+        finally:
+            warehouse.close()
+    if not endpoints.sink_url:
+        raise WarehouseUnavailable(
+            "embedded ClickHouse is read through the sink, which is not running"
+        )
+    request = urllib.request.Request(
+        endpoints.sink_url + "/query",
+        data=json.dumps({"sql": sql}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        error = json.loads(exc.read() or b"{}").get("error", str(exc))
+        if exc.code == 400:
+            raise QueryRefused(error) from exc
+        raise WarehouseUnavailable(error) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise WarehouseUnavailable(f"sink read API: {exc}") from exc
+    return QueryResult(body["columns"], body["rows"])
+
+
+def scalar(endpoints: Endpoints, sql: str) -> int:
+    result = query(endpoints, sql)
+    return int(result.rows[0][0]) if result.rows else 0

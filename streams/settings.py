@@ -1,0 +1,68 @@
+"""The one settings object. Read from ``OMNI_*`` environment variables (and a ``.env``
+file) by the entry points only; everything below them receives it as an argument.
+
+An unset ``OMNI_KAFKA_BOOTSTRAP`` / ``OMNI_REDIS_URL`` / ``OMNI_CLICKHOUSE_DSN`` means:
+use the embedded default that ``omni up`` starts under ``OMNI_HOME``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMNI_", env_file=".env", extra="ignore")
+
+    # Where the services are. Unset: the embedded stack's.
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers, host:port[,...]"
+    )
+    redis_url: str | None = Field(None, description="redis://[user:password@]host:port/db")
+    clickhouse_dsn: str | None = Field(
+        None, description="chdb:///path/to/dir (embedded) or http(s)://user:pass@host:port"
+    )
+    schema_registry_url: str | None = Field(
+        None, description="Confluent schema registry; unset: Avro single-object encoding"
+    )
+    home: Path = Field(Path(".omni"), description="State directory: pids, ports, logs, data")
+
+    # Kafka
+    topic_prefix: str = Field("omni", description="Prefix of every topic name")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of topics the stack creates")
+    consumer_session_timeout_s: float = Field(
+        6.0, gt=0, description="Kafka consumer session timeout; group joins take about half"
+    )
+    app_id: str = Field("omni", description="Faust application id (= the workers' consumer group)")
+
+    # Workers
+    workers: int = Field(1, ge=1, description="Worker processes `omni up` starts")
+    batch_max_events: int = Field(2000, ge=1, description="Most events one worker batch holds")
+    batch_max_wait_s: float = Field(0.2, gt=0, description="Longest a worker batch waits to fill")
+    dedupe_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="How long an event_id is remembered for deduplication"
+    )
+    phone_hash_key: SecretStr | None = Field(
+        None, description="HMAC key for phone hashes; unset: a random key kept under OMNI_HOME"
+    )
+
+    # Points
+    points_per_yuan: int = Field(1, ge=0, description="Points per whole yuan paid")
+    red_envelope_bonus_points: int = Field(10, ge=0, description="Points for a red-envelope claim")
+
+    # Sink
+    sink_batch_rows: int = Field(5000, ge=1, description="Rows the sink buffers before inserting")
+    sink_batch_seconds: float = Field(1.0, gt=0, description="Longest the sink buffers a row")
+    sink_http_host: str = Field("127.0.0.1", description="Bind address of the sink's read API")
+    sink_http_port: int = Field(0, ge=0, description="Port of the sink's read API (0: any free)")
+
+    # Worker web (health/readiness)
+    worker_web_port: int = Field(
+        0, ge=0, description="Port of a worker's health page (0: any free)"
+    )
+    log_json: bool = Field(False, description="Structured JSON logs")
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"

@@ -1,0 +1,239 @@
+"""The sink: enriched facts from Kafka into ClickHouse, in batches, exactly once in effect.
+
+* Batches close by size (``sink_batch_rows``) or age (``sink_batch_seconds``); one insert
+  per table per batch.
+* Offsets are committed only after the insert succeeded.
+* A crash between insert and commit re-reads the batch: the insert carries a
+  deduplication token built from its topic/partition/offset ranges, and the facts table
+  collapses re-emitted facts by event_id (ReplacingMergeTree), so neither path duplicates.
+* ClickHouse down: the consumer pauses (staying in its group), retries with backoff,
+  resumes. Nothing is acknowledged early.
+
+In embedded mode this process owns the chDB directory, so it also serves reads for
+everyone else over a small HTTP API bound to loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from connectors.clickhouse import FACT_COLUMNS, QueryRefused, Warehouse
+from connectors.errors import ServiceUnavailable, WarehouseUnavailable
+from connectors.kafka import DeadLetter, PipelineOutput
+from schemas.codec import DecodeError, decode
+from streams.endpoints import Endpoints
+from streams.settings import Settings
+from streams.wiring import dlq_topic, facts_topic
+
+log = logging.getLogger("omni.sink")
+FACTS_TABLE = "touchpoint_facts"
+
+
+class FactSink:
+    def __init__(self, settings: Settings, endpoints: Endpoints, warehouse: Warehouse):
+        self.settings = settings
+        self.warehouse = warehouse
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": endpoints.kafka_bootstrap,
+                "group.id": f"{settings.app_id}-sink",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": int(settings.consumer_session_timeout_s * 1000),
+                "heartbeat.interval.ms": max(
+                    500, int(settings.consumer_session_timeout_s * 1000 / 6)
+                ),
+            }
+        )
+        self.dead_out = PipelineOutput(
+            endpoints.kafka_bootstrap, facts_topic(settings), dlq_topic(settings)
+        )
+        self.rows: list[list[Any]] = []
+        self.ranges: dict[tuple[str, int], list[int]] = {}
+        self.opened_at: float | None = None
+        self.assigned = False
+        self.stats = {"rows_written": 0, "batches": 0, "dead_lettered": 0, "insert_retries": 0}
+
+    # -- consumer group -------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned = True
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # commit what we hold before another sink takes these partitions
+        self.flush()
+
+    # -- batching ---------------------------------------------------------------------
+    def _add(self, msg: Message) -> None:
+        tp = (msg.topic(), msg.partition())
+        span = self.ranges.setdefault(tp, [msg.offset(), msg.offset()])
+        span[1] = msg.offset()
+        try:
+            type_name, record = decode(msg.value())
+            if type_name != "touchpoint_fact":
+                raise DecodeError("wrong_topic", f"{type_name} record on the facts topic")
+        except DecodeError as exc:
+            letter = DeadLetter(
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                msg.key(),
+                msg.value(),
+                type(exc).__name__,
+                exc.reason,
+                "value",
+                exc.detail,
+            )
+            self.dead_out.dead_letters([letter], datetime.now(UTC))
+            self.stats["dead_lettered"] += 1
+            return
+        self.rows.append([record[c] for c in FACT_COLUMNS])
+
+    def _due(self) -> bool:
+        if not self.ranges:
+            return False
+        if len(self.rows) >= self.settings.sink_batch_rows:
+            return True
+        return (
+            self.opened_at is not None
+            and time.monotonic() - self.opened_at >= self.settings.sink_batch_seconds
+        )
+
+    def flush(self) -> None:
+        """Insert the batch (retrying until ClickHouse takes it), then commit its offsets."""
+        if not self.ranges:
+            return
+        token = "facts:" + ";".join(
+            f"{t}/{p}:{lo}-{hi}" for (t, p), (lo, hi) in sorted(self.ranges.items())
+        )
+        delay = 0.2
+        paused: list[TopicPartition] = []
+        while self.rows:
+            try:
+                self.warehouse.insert(FACTS_TABLE, FACT_COLUMNS, self.rows, token)
+                break
+            except WarehouseUnavailable as exc:
+                self.stats["insert_retries"] += 1
+                log.warning(
+                    "insert of %d rows waits: %s; retrying in %.1fs", len(self.rows), exc, delay
+                )
+                if not paused:
+                    paused = self.consumer.assignment()
+                    self.consumer.pause(paused)
+                # poll while paused keeps the group membership alive; it returns nothing
+                self.consumer.poll(delay)
+                delay = min(delay * 2, 10.0)
+        if paused:
+            self.consumer.resume(paused)
+        offsets = [TopicPartition(t, p, hi + 1) for (t, p), (_, hi) in self.ranges.items()]
+        self.consumer.commit(offsets=offsets, asynchronous=False)
+        self.stats["rows_written"] += len(self.rows)
+        self.stats["batches"] += 1
+        self.rows, self.ranges, self.opened_at = [], {}, None
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe(
+            [facts_topic(self.settings)], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        try:
+            while not stop.is_set():
+                for msg in self.consumer.consume(
+                    num_messages=self.settings.sink_batch_rows, timeout=0.2
+                ):
+                    error = msg.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer: %s", error)
+                        continue
+                    if self.opened_at is None:
+                        self.opened_at = time.monotonic()
+                    self._add(msg)
+                    if len(self.rows) >= self.settings.sink_batch_rows:
+                        self.flush()
+                if self._due():
+                    self.flush()
+            self.flush()
+        finally:
+            self.consumer.close()
+
+
+class _ReadApi(BaseHTTPRequestHandler):
+    server: _ReadServer
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("read api: " + fmt, *args)
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body, default=str).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        sink = self.server.sink
+        if self.path == "/healthz":
+            self._reply(200, {"status": "ok"})
+        elif self.path == "/readyz":
+            ready = sink.assigned
+            self._reply(200 if ready else 503, {"ready": ready})
+        elif self.path == "/stats":
+            self._reply(200, dict(sink.stats))
+        else:
+            self._reply(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        if self.path != "/query":
+            self._reply(404, {"error": "not found"})
+            return
+        length = int(self.headers.get("Content-Length", "0"))
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+            result = self.server.sink.warehouse.query(str(body["sql"]), body.get("parameters"))
+        except (KeyError, ValueError) as exc:
+            self._reply(400, {"error": f"bad request: {exc}"})
+        except QueryRefused as exc:
+            self._reply(400, {"error": str(exc)})
+        except ServiceUnavailable as exc:
+            self._reply(503, {"error": str(exc)})
+        else:
+            self._reply(200, {"columns": result.columns, "rows": result.rows})
+
+
+class _ReadServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], sink: FactSink):
+        super().__init__(address, _ReadApi)
+        self.sink = sink
+
+
+def run_sink(settings: Settings, endpoints: Endpoints, port: int) -> None:
+    warehouse = Warehouse.connect(endpoints.clickhouse_dsn)
+    applied = warehouse.migrate()
+    if applied:
+        log.info("migrations applied: %s", ", ".join(applied))
+    sink = FactSink(settings, endpoints, warehouse)
+    server = _ReadServer((settings.sink_http_host, port), sink)
+    threading.Thread(target=server.serve_forever, name="read-api", daemon=True).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info(
+        "sink consuming %s; read API on %s:%d", facts_topic(settings), settings.sink_http_host, port
+    )
+    try:
+        sink.run(stop)
+    finally:
+        server.shutdown()
+        warehouse.close()
+        log.info("sink stopped: %s", sink.stats)

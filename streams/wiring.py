@@ -1,0 +1,64 @@
+"""Builds the pipeline's parts from the settings: the one place where settings become
+rules, adapters and topic names."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from connectors.kafka import PipelineOutput
+from connectors.redis_views import RedisViews
+from schemas.topics import DLQ_SUFFIX, FACTS_SUFFIX, input_topics
+from streams.core.rules import Rules
+from streams.endpoints import Endpoints
+from streams.pipeline import TouchpointPipeline
+from streams.settings import Settings
+
+
+def phone_key(settings: Settings) -> bytes:
+    """The configured HMAC key, else one generated once and kept under OMNI_HOME."""
+    if settings.phone_hash_key is not None:
+        return settings.phone_hash_key.get_secret_value().encode()
+    path = Path(settings.home) / "phone-hash.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+def rules(settings: Settings) -> Rules:
+    return Rules(
+        phone_key=phone_key(settings),
+        points_per_yuan=settings.points_per_yuan,
+        red_envelope_bonus_points=settings.red_envelope_bonus_points,
+    )
+
+
+def facts_topic(settings: Settings) -> str:
+    return settings.topic(FACTS_SUFFIX)
+
+
+def dlq_topic(settings: Settings) -> str:
+    return settings.topic(DLQ_SUFFIX)
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [*input_topics(settings.topic_prefix), facts_topic(settings), dlq_topic(settings)]
+
+
+def views(settings: Settings, endpoints: Endpoints) -> RedisViews:
+    return RedisViews.from_url(
+        endpoints.redis_url, prefix=f"{settings.topic_prefix}:", dedupe_ttl_s=settings.dedupe_ttl_s
+    )
+
+
+def pipeline(settings: Settings, endpoints: Endpoints) -> TouchpointPipeline:
+    return TouchpointPipeline(
+        input_types=input_topics(settings.topic_prefix),
+        rules=rules(settings),
+        views=views(settings, endpoints),
+        output=PipelineOutput(
+            endpoints.kafka_bootstrap, facts_topic(settings), dlq_topic(settings)
+        ),
+    )
