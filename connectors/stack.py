@@ -205,6 +205,7 @@ class Supervisor:
         self._save()
         ensure_topics(endpoints["kafka_bootstrap"], all_topics(s), s.topic_partitions)
         env = {
+            **s.to_env(),
             "OMNI_HOME": str(self.paths.home),
             "OMNI_KAFKA_BOOTSTRAP": endpoints["kafka_bootstrap"],
             "OMNI_REDIS_URL": endpoints["redis_url"],
@@ -305,7 +306,7 @@ def up(settings: Settings, timeout: float = 180.0, on_progress: Any = print) -> 
         )
     with contextlib.suppress(FileNotFoundError):
         paths.state.unlink()
-    env = {**os.environ, "OMNI_HOME": str(paths.home)}
+    env = {**os.environ, **settings.to_env(), "OMNI_HOME": str(paths.home)}
     log = open(paths.logs / "supervisor.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         omni_command("supervise"),

@@ -105,6 +105,13 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
                 # faust acknowledges the batch when this generator closes: finish it first.
                 await _finish_before_ack(work, stopping, len(batch))
                 raise
+            except Exception:
+                # Not bad input (that is dead-lettered per message) but a fault of ours or
+                # of a store. faust would acknowledge the batch if the agent crashed, so
+                # leave without acknowledging it: it is redelivered after a restart, and a
+                # fault that repeats leaves the worker reported as failed, not data lost.
+                log.exception("batch of %d failed unexpectedly", len(batch))
+                _exit_unacknowledged(len(batch))
             if report is None:
                 _exit_unacknowledged(len(batch))
             state["batches"] += 1

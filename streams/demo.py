@@ -43,19 +43,16 @@ def publish(
     return sim.counts
 
 
-def wait_accounted(
+def wait_views(
     views: RedisViews,
-    endpoints: Endpoints,
     produced: int,
     timeout: float = 300.0,
     progress: Progress | None = None,
     check: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """Wait until processed + dead-lettered reaches ``produced`` in the views and the
-    facts table holds every fact the workers wrote; return the final numbers. ``check``
+) -> dict[str, int]:
+    """Wait until processed + dead-lettered reaches ``produced`` in the views. ``check``
     runs now and then and raises when waiting is pointless (a component failed)."""
     deadline = time.monotonic() + timeout
-    stats: dict[str, int] = {}
     done = 0
     while time.monotonic() < deadline:
         if check is not None:
@@ -65,10 +62,23 @@ def wait_accounted(
         if progress is not None:
             progress(done, produced)
         if done >= produced:
-            break
+            return stats
         time.sleep(0.2)
-    else:
-        raise TimeoutError(f"only {done} of {produced} messages accounted for after {timeout:.0f}s")
+    raise TimeoutError(f"only {done} of {produced} messages accounted for after {timeout:.0f}s")
+
+
+def wait_accounted(
+    views: RedisViews,
+    endpoints: Endpoints,
+    produced: int,
+    timeout: float = 300.0,
+    progress: Progress | None = None,
+    check: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """``wait_views``, then until the facts table holds every fact the workers wrote;
+    return the final numbers with ``clickhouse_rows``."""
+    deadline = time.monotonic() + timeout
+    stats = wait_views(views, produced, timeout, progress, check)
     facts = stats.get("facts", 0)
     rows = -1
     while time.monotonic() < deadline:

@@ -66,3 +66,16 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``OMNI_*`` variables, for the processes this one starts."""
+        env = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            elif isinstance(value, Path):
+                value = str(value.resolve())
+            env[f"OMNI_{name.upper()}"] = str(value)
+        return env

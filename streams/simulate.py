@@ -90,6 +90,7 @@ class Simulation:
         malformed_share: float = 0.01,
         skus: int = 40,
         start: datetime | None = None,
+        keep_messages: bool = False,
     ):
         self.events = events
         self.rng = random.Random(seed)
@@ -106,6 +107,8 @@ class Simulation:
         self.open_orders: list[tuple[str, str]] = []  # (order_id, mode)
         self.sent: list[SimMessage] = []
         self.counts: Counter[str] = Counter()
+        #: every message yielded, in order (for references in tests), when asked to keep them
+        self.messages: list[SimMessage] | None = [] if keep_messages else None
 
     def _id(self) -> str:
         return str(uuid.UUID(int=self.uuid_rng.getrandbits(128), version=4))
@@ -321,4 +324,6 @@ class Simulation:
 
     def _count(self, msg: SimMessage) -> SimMessage:
         self.counts["malformed" if msg.malformed else msg.type_name] += 1
+        if self.messages is not None:
+            self.messages.append(msg)
         return msg

@@ -102,7 +102,8 @@ local function stock_key(sku, loc) return P .. 's:' .. sku .. '@' .. loc end
 local function take(key, q)
   local on_hand = num(redis.call('HGET', key, 'on_hand'))
   local taken = math.min(on_hand, q)
-  redis.call('HINCRBY', key, 'on_hand', -taken)
+  -- (never pass -0: Lua writes it as "-0", which HINCRBY refuses)
+  if taken > 0 then redis.call('HINCRBY', key, 'on_hand', -taken) end
   if taken < q then redis.call('HINCRBY', STATS, 'stock_discrepancies', 1) end
 end
 
