@@ -84,15 +84,23 @@ def decode(payload: bytes | None, resolver: SchemaResolver | None = None) -> tup
 
 
 def _read_body(info: SchemaInfo, payload: bytes, offset: int) -> dict:
+    """Read with the writer's schema into the current schema of its type (Avro schema
+    resolution: fields added since get their defaults, fields removed are skipped)."""
+    reader = contract().by_type.get(info.type_name)
+    if reader is None:
+        raise DecodeError("unknown_type", f"no current schema for type {info.type_name!r}")
     body = io.BytesIO(payload)
     body.seek(offset)
     try:
-        record = fastavro.schemaless_reader(body, info.parsed, info.parsed)
+        record = fastavro.schemaless_reader(body, info.parsed, reader.parsed)
     except UnicodeDecodeError as exc:
         raise DecodeError(
             "bad_utf8", f"{info.type_name}: string is not UTF-8 ({exc.reason})"
         ) from exc
-    except (EOFError, StopIteration) as exc:
+    except fastavro.read.SchemaResolutionError as exc:
+        raise DecodeError("incompatible_schema", f"{info.type_name}: {exc}") from exc
+    except (EOFError, StopIteration, IndexError) as exc:
+        # (IndexError: fastavro ran off the end inside a multi-byte varint)
         raise DecodeError("truncated", f"{info.type_name}: body ends early") from exc
     except Exception as exc:  # fastavro raises many shapes for garbage input
         raise DecodeError("bad_avro", f"{info.type_name}: {type(exc).__name__}: {exc}") from exc

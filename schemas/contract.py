@@ -67,15 +67,45 @@ def common_types() -> list[Any]:
     return list(_read(_COMMON))
 
 
+def expanded_source(type_name: str) -> dict[str, Any]:
+    """The shipped schema of ``type_name`` as one self-contained JSON document (each shared
+    named type defined at its first use): what a schema registry stores."""
+    shared = {f"{t.get('namespace', '')}.{t['name']}": t for t in common_types()}
+    defined: set[str] = set()
+
+    def expand(node: Any) -> Any:
+        if isinstance(node, str) and node in shared:
+            if node in defined:
+                return node
+            defined.add(node)
+            return expand(shared[node])
+        if isinstance(node, list):
+            return [expand(n) for n in node]
+        if isinstance(node, dict):
+            return {
+                k: expand(v) if k in ("type", "items", "values", "fields") else v
+                for k, v in node.items()
+            }
+        return node
+
+    return expand(schema_source(type_name))  # type: ignore[no-any-return]
+
+
+def type_for_full_name(full_name: str) -> str | None:
+    for type_name in (*TOUCHPOINT_TYPES, *INTERNAL_TYPES):
+        raw = schema_source(type_name)
+        if f"{raw.get('namespace', '')}.{raw['name']}" == full_name:
+            return type_name
+    return None
+
+
 def load_schema_info(type_name: str, source: Any | None = None) -> SchemaInfo:
-    """Parse one record schema (``source`` or the shipped file) against the shared types."""
-    named: dict[str, Any] = {}
-    for named_type in common_types():
-        parse_schema(named_type, named)
-    raw = schema_source(type_name) if source is None else source
-    parsed = parse_schema(raw, dict(named))
-    expanded = parse_schema(raw, dict(named), expand=True)
-    canonical = to_parsing_canonical_form(expanded)
+    """Parse one self-contained record schema (``source``, or the shipped file expanded).
+    The fingerprint is CRC-64-AVRO of its Parsing Canonical Form, as any Avro library
+    computes it from the same schema."""
+    raw = expanded_source(type_name) if source is None else source
+    parsed = parse_schema(raw, {})
+    canonical = to_parsing_canonical_form(parsed)
     return SchemaInfo(
         type_name=type_name,
         full_name=parsed["name"],
@@ -85,10 +115,26 @@ def load_schema_info(type_name: str, source: Any | None = None) -> SchemaInfo:
     )
 
 
+def history_sources() -> list[tuple[str, Any]]:
+    """(type name, schema) of every earlier version shipped in ``schemas/history/``,
+    named ``<type>.v<N>.avsc``, each self-contained (see ``expanded_source``). Records
+    written with them stay readable: Avro schema resolution reads them into the current
+    schema."""
+    folder = resources.files("schemas").joinpath("history")
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".avsc"):
+            found.append((entry.name.split(".", 1)[0], json.loads(entry.read_text("utf-8"))))
+    return found
+
+
 @cache
 def contract() -> Contract:
-    infos = [load_schema_info(t) for t in (*TOUCHPOINT_TYPES, *INTERNAL_TYPES)]
+    current = [load_schema_info(t) for t in (*TOUCHPOINT_TYPES, *INTERNAL_TYPES)]
+    earlier = [load_schema_info(t, source) for t, source in history_sources()]
     return Contract(
-        by_type={i.type_name: i for i in infos},
-        by_fingerprint={i.fingerprint: i for i in infos},
+        by_type={i.type_name: i for i in current},
+        by_fingerprint={i.fingerprint: i for i in (*earlier, *current)},
     )

@@ -18,6 +18,7 @@ from typing import Any
 import faust
 
 from schemas.topics import input_topics
+from streams.core.guard import InvalidShareExceeded
 from streams.endpoints import Endpoints
 from streams.settings import Settings
 from streams.wiring import pipeline as build_pipeline
@@ -29,12 +30,12 @@ log = logging.getLogger("omni.worker")
 SHUTDOWN_GRACE_S = 30.0
 
 
-def _exit_unacknowledged(size: int) -> None:
+def _exit_unacknowledged(size: int, code: int = 75) -> None:
     """Leave without acknowledging, so the batch is redelivered to whoever takes the
     partitions next (the views ignore what they already applied)."""
     log.critical("stopping with an unapplied batch of %d; exiting without commit", size)
     logging.shutdown()
-    os._exit(75)
+    os._exit(code)
 
 
 async def _finish_before_ack(work: asyncio.Future, stopping: threading.Event, size: int) -> None:
@@ -105,6 +106,9 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
                 # faust acknowledges the batch when this generator closes: finish it first.
                 await _finish_before_ack(work, stopping, len(batch))
                 raise
+            except InvalidShareExceeded as exc:
+                log.critical("stopping: %s", exc)
+                _exit_unacknowledged(len(batch), code=78)
             except Exception:
                 # Not bad input (that is dead-lettered per message) but a fault of ours or
                 # of a store. faust would acknowledge the batch if the agent crashed, so

@@ -26,6 +26,7 @@ from connectors.redis_views import Outcome, RedisViews, dead_item, event_item
 from schemas.codec import DecodeError, SchemaResolver, decode
 from schemas.models import MODELS
 from streams.core.errors import InvalidTouchpoint
+from streams.core.guard import InvalidShareGuard
 from streams.core.plan import EventPlan, plan_event
 from streams.core.rules import Rules
 
@@ -80,6 +81,7 @@ class TouchpointPipeline:
         output: PipelineOutput,
         resolver: SchemaResolver | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        guard: InvalidShareGuard | None = None,
     ):
         self.input_types = input_types
         self.rules = rules
@@ -87,6 +89,7 @@ class TouchpointPipeline:
         self.output = output
         self.resolver = resolver
         self.clock = clock
+        self.guard = guard
 
     def interpret(self, msg: Inbound, now: datetime) -> EventPlan:
         type_name, record = decode(msg.value, self.resolver)
@@ -134,6 +137,8 @@ class TouchpointPipeline:
             else:
                 items.append(event_item(plan, tp, msg.offset))
                 plans.append(plan)
+        if self.guard is not None:
+            self.guard.check(len(batch), len(dead))
         if dead:
             self.output.dead_letters(dead, now)
         outcomes = self.views.apply(items)

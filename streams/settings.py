@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     dedupe_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, description="How long an event_id is remembered for deduplication"
     )
+    dlq_max_invalid_share: float = Field(
+        0.5, gt=0, le=1, description="Invalid share over the guard window that stops a worker"
+    )
+    dlq_guard_window: int = Field(
+        1000, ge=10, description="Messages the invalid-share guard looks back on"
+    )
     phone_hash_key: SecretStr | None = Field(
         None, description="HMAC key for phone hashes; unset: a random key kept under OMNI_HOME"
     )

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from connectors.kafka import PipelineOutput
 from connectors.redis_views import RedisViews
+from schemas.codec import SchemaResolver
 from schemas.topics import DLQ_SUFFIX, FACTS_SUFFIX, input_topics
+from streams.core.guard import InvalidShareGuard
 from streams.core.rules import Rules
 from streams.endpoints import Endpoints
 from streams.pipeline import TouchpointPipeline
@@ -53,6 +55,15 @@ def views(settings: Settings, endpoints: Endpoints) -> RedisViews:
     )
 
 
+def resolver(settings: Settings) -> SchemaResolver | None:
+    """Writer schemas of Confluent-framed messages, when a schema registry is configured."""
+    if not settings.schema_registry_url:
+        return None
+    from connectors.registry import RegistrySchemas
+
+    return RegistrySchemas(settings.schema_registry_url)
+
+
 def pipeline(settings: Settings, endpoints: Endpoints) -> TouchpointPipeline:
     return TouchpointPipeline(
         input_types=input_topics(settings.topic_prefix),
@@ -61,4 +72,6 @@ def pipeline(settings: Settings, endpoints: Endpoints) -> TouchpointPipeline:
         output=PipelineOutput(
             endpoints.kafka_bootstrap, facts_topic(settings), dlq_topic(settings)
         ),
+        resolver=resolver(settings),
+        guard=InvalidShareGuard(settings.dlq_max_invalid_share, settings.dlq_guard_window),
     )

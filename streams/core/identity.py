@@ -48,7 +48,9 @@ def hash_phone(e164: str, key: bytes) -> str:
 
 
 def normalise_phone(raw: str, region: str = "CN") -> str:
-    """E.164 form of ``raw`` or ``InvalidTouchpoint`` (the number itself is never echoed)."""
+    """E.164 form of ``raw`` or ``InvalidTouchpoint`` (the number itself is never echoed).
+    Placeholder numbers (one digit repeated, with or without a country code) are illegal
+    values, not phones: hashing them would merge every customer who typed one."""
     digits = re.sub(r"[\s\-().]", "", raw)
     if _SAME_DIGIT.match(digits.lstrip("+")):
         raise InvalidTouchpoint("identifiers.phone", "illegal_value", "a run of one digit")
@@ -56,6 +58,9 @@ def normalise_phone(raw: str, region: str = "CN") -> str:
         number = phonenumbers.parse(digits, region)
     except phonenumbers.NumberParseException:
         raise InvalidTouchpoint("identifiers.phone", "not_a_phone_number") from None
+    national = str(number.national_number)
+    if len(national) < 2 or _SAME_DIGIT.match(national):
+        raise InvalidTouchpoint("identifiers.phone", "illegal_value", "a run of one digit")
     if not phonenumbers.is_possible_number(number):
         raise InvalidTouchpoint("identifiers.phone", "not_a_phone_number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -65,7 +70,10 @@ def identity_key(
     ident: Identifier, phone_key: bytes, extra_illegal: frozenset[str] = frozenset()
 ) -> IdentityKey:
     value = ident.value.strip()
-    if value.lower() in ILLEGAL_VALUES or value.lower() in extra_illegal:
+    lowered = value.lower()
+    if lowered in ILLEGAL_VALUES or any(
+        lowered == extra.strip().lower() for extra in extra_illegal
+    ):
         raise InvalidTouchpoint(
             f"identifiers.{ident.kind.value}", "illegal_value", repr(value)[:40]
         )
@@ -107,7 +115,9 @@ def parse_lookup(text: str, phone_key: bytes) -> str:
         raise InvalidTouchpoint("lookup", "unknown_type", kind)
     if names[kind] == IdentifierKind.openid:
         app_id, _, openid = value.partition(":")
-        ident = Identifier(kind=IdentifierKind.openid, value=openid, app_id=app_id or None)
+        if not app_id.strip():
+            raise InvalidTouchpoint("lookup", "missing_app_id", "write openid:APPID:OPENID")
+        ident = Identifier(kind=IdentifierKind.openid, value=openid, app_id=app_id)
     else:
         ident = Identifier(kind=names[kind], value=value)
     return identity_key(ident, phone_key).key

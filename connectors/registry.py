@@ -1,0 +1,74 @@
+"""Confluent schema registry, through confluent-kafka's client: resolves the writer schema
+of Confluent-framed messages (``00`` + schema id) for the workers, and registers our
+schemas for the producer SDK when ``OMNI_SCHEMA_REGISTRY_URL`` is set."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+from connectors.errors import ServiceUnavailable
+from schemas.codec import CONFLUENT_MAGIC, encode_body
+from schemas.contract import (
+    SchemaInfo,
+    contract,
+    expanded_source,
+    load_schema_info,
+    type_for_full_name,
+)
+
+
+class RegistryUnavailable(ServiceUnavailable):
+    pass
+
+
+class RegistrySchemas:
+    def __init__(self, url: str, config: dict[str, Any] | None = None):
+        self.client = SchemaRegistryClient({"url": url, **(config or {})})
+        self._by_id: dict[int, SchemaInfo] = {}
+        self._ids: dict[tuple[str, str], int] = {}
+
+    def schema_for_id(self, schema_id: int) -> SchemaInfo | None:
+        """The writer schema registered under ``schema_id``, or None if the registry does
+        not know it or it is not one of our record types."""
+        if schema_id in self._by_id:
+            return self._by_id[schema_id]
+        try:
+            schema = self.client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                return None
+            raise RegistryUnavailable(f"schema registry: {exc}") from exc
+        except Exception as exc:  # connection errors surface as requests exceptions
+            raise RegistryUnavailable(f"schema registry: {exc}") from exc
+        source = json.loads(schema.schema_str)
+        name = source.get("name", "")
+        full_name = name if "." in name else f"{source.get('namespace', '')}.{name}"
+        type_name = type_for_full_name(full_name)
+        if type_name is None:
+            return None
+        info = load_schema_info(type_name, source)
+        self._by_id[schema_id] = info
+        return info
+
+    def register(self, topic: str, type_name: str) -> int:
+        """Register the shipped schema of ``type_name`` under ``<topic>-value``; its id."""
+        key = (topic, type_name)
+        if key not in self._ids:
+            schema = Schema(json.dumps(expanded_source(type_name)), "AVRO")
+            try:
+                self._ids[key] = self.client.register_schema(f"{topic}-value", schema)
+            except Exception as exc:
+                raise RegistryUnavailable(f"schema registry: {exc}") from exc
+        return self._ids[key]
+
+    def encode(self, topic: str, type_name: str, record: dict[str, Any]) -> bytes:
+        """Confluent framing: ``00`` + 4-byte big-endian schema id + Avro body."""
+        schema_id = self.register(topic, type_name)
+        return struct.pack(">bI", CONFLUENT_MAGIC, schema_id) + encode_body(
+            contract().schema(type_name), record
+        )
