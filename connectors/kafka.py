@@ -23,6 +23,8 @@ from streams.core.rules import Rules
 
 #: Larger than any valid touchpoint by far; the broker's own limit is usually 1 MiB.
 MAX_MESSAGE_BYTES = 1_000_000
+#: How much of an oversized message a dead letter keeps.
+DEAD_LETTER_VALUE_BYTES = 64 * 1024
 
 
 def ensure_topics(
@@ -210,7 +212,10 @@ class DeadLetter:
     detail: str
 
     def headers(self, failed_at: datetime) -> list[tuple[str, bytes]]:
+        size = len(self.value or b"")
+        partial = size > DEAD_LETTER_VALUE_BYTES
         return [
+            *([("omni.original.size", str(size).encode())] if partial else []),
             ("omni.original.topic", self.topic.encode()),
             ("omni.original.partition", str(self.partition).encode()),
             ("omni.original.offset", str(self.offset).encode()),
@@ -238,9 +243,11 @@ class PipelineOutput:
 
     def dead_letters(self, letters: list[DeadLetter], now: datetime) -> None:
         for letter in letters:
+            # an oversized message keeps its first bytes here; the whole stays in its
+            # source topic at the offset the headers name
             self._out.produce(
                 self.dlq_topic,
-                value=letter.value or b"",
+                value=(letter.value or b"")[:DEAD_LETTER_VALUE_BYTES],
                 key=letter.key,
                 headers=letter.headers(now),
             )

@@ -83,10 +83,12 @@ def decode(payload: bytes | None, resolver: SchemaResolver | None = None) -> tup
     raise DecodeError("bad_magic", f"first byte 0x{payload[0]:02x} is neither C3 01 nor 00")
 
 
-def _read_body(info: SchemaInfo, payload: bytes, offset: int) -> dict:
+def _read_body(
+    info: SchemaInfo, payload: bytes, offset: int, reader: SchemaInfo | None = None
+) -> dict:
     """Read with the writer's schema into the current schema of its type (Avro schema
     resolution: fields added since get their defaults, fields removed are skipped)."""
-    reader = contract().by_type.get(info.type_name)
+    reader = reader or contract().by_type.get(info.type_name)
     if reader is None:
         raise DecodeError("unknown_type", f"no current schema for type {info.type_name!r}")
     body = io.BytesIO(payload)

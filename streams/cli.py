@@ -217,6 +217,161 @@ def simulate(
 
 
 @main.command()
+@click.argument("source", type=click.File("rb"))
+@click.option("--skip-invalid", is_flag=True, help="Exit 0 even when some lines were invalid.")
+def produce(source: Any, skip_invalid: bool) -> None:
+    """Send touchpoints from a JSON-lines FILE (or - for stdin), one object per line with a
+    "type" field. Invalid lines are reported with line number, field and reason, and never
+    sent; the exit status is 1 if any line was invalid (unless --skip-invalid)."""
+    from pydantic import ValidationError
+
+    from connectors.kafka import TouchpointProducer, describe_validation_error
+    from schemas.jsonlines import LineError, parse_line
+    from streams.core.errors import InvalidTouchpoint
+    from streams.endpoints import StackNotRunning, resolve
+
+    settings = _settings()
+    try:
+        endpoints = resolve(settings)
+    except StackNotRunning as exc:
+        _fail(str(exc))
+    invalid: list[LineError] = []
+    with TouchpointProducer(endpoints.kafka_bootstrap, settings.topic_prefix) as producer:
+        for number, raw in enumerate(source, start=1):
+            if not raw.strip():
+                continue
+            parsed = parse_line(number, raw.rstrip(b"\r\n"))
+            if isinstance(parsed, LineError):
+                invalid.append(parsed)
+                continue
+            type_name, record = parsed
+            try:
+                producer.send(record, type_name)
+            except InvalidTouchpoint as exc:
+                invalid.append(
+                    LineError(
+                        number, exc.field, exc.reason + (f" ({exc.detail})" if exc.detail else "")
+                    )
+                )
+            except ValidationError as exc:
+                field, _, detail = describe_validation_error(exc)
+                invalid.append(LineError(number, field, detail))
+        sent = dict(producer.sent)
+    for problem in invalid:
+        err.print(f"[red]invalid[/] {problem}")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(sent.items())) or "nothing"
+    out.print(f"sent {sum(sent.values())}: {counts}; invalid lines: {len(invalid)}")
+    if invalid and not skip_invalid:
+        sys.exit(1)
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: what the workers could not decode or validate, and why."""
+
+
+def _letters(reason: str | None = None, topic: str | None = None) -> list[Any]:
+    from connectors.dlq import read_letters
+    from streams.endpoints import resolve
+    from streams.wiring import dlq_topic
+
+    settings = _settings()
+    endpoints = resolve(settings)
+    with _progress() as bar:
+        task = bar.add_task("reading", total=None)
+        letters = [
+            letter
+            for letter in read_letters(
+                endpoints.kafka_bootstrap,
+                dlq_topic(settings),
+                progress=lambda n: bar.update(task, completed=n),
+            )
+            if (reason is None or letter.reason == reason)
+            and (topic is None or letter.original_topic == topic)
+        ]
+    return letters
+
+
+@dlq.command("ls")
+@click.option("--reason", default=None, help="Only letters with this reason.")
+@click.option("--topic", default=None, help="Only letters from this source topic.")
+@click.option("--limit", type=int, default=20, show_default=True, help="Letters to list.")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_ls(reason: str | None, topic: str | None, limit: int, as_json: bool) -> None:
+    """Count dead letters by source topic and reason, and list the latest."""
+    from collections import Counter
+
+    letters = _letters(reason, topic)
+    by_reason = Counter((letter.original_topic, letter.reason) for letter in letters)
+    if as_json:
+        counted = [{"topic": t, "reason": r, "count": n} for (t, r), n in by_reason.most_common()]
+        latest = [letter.summary() for letter in letters[-limit:]]
+        print(json.dumps({"total": len(letters), "by_reason": counted, "latest": latest}))
+        return
+    out.print(f"{len(letters)} dead letters")
+    table = Table("source topic", "reason", "count")
+    for (t, r), n in by_reason.most_common():
+        table.add_row(t, r, str(n))
+    out.print(table)
+    latest = Table("ref", "source", "field", "reason", "detail")
+    for letter in letters[-limit:]:
+        source = f"{letter.original_topic}/{letter.original_partition}@{letter.original_offset}"
+        latest.add_row(letter.ref, source, letter.field, letter.reason, letter.detail[:60])
+    out.print(latest)
+
+
+@dlq.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_show(ref: str, as_json: bool) -> None:
+    """One dead letter by REF (<dlq partition>:<dlq offset>, as `dlq ls` shows)."""
+    from schemas.codec import DecodeError, decode
+
+    found = next((letter for letter in _letters() if letter.ref == ref), None)
+    if found is None:
+        _fail(f"no dead letter {ref}", code=2)
+    try:
+        type_name, _ = decode(found.value)
+        decodes = f"decodes now as {type_name}"
+    except DecodeError as exc:
+        decodes = f"still fails: {exc.reason}"
+    body = {**found.summary(), "decodes": decodes, "value_head_hex": found.value[:64].hex()}
+    if as_json:
+        print(json.dumps(body))
+        return
+    for k, v in body.items():
+        out.print(f"{k:<20} {v}")
+
+
+@dlq.command("replay")
+@click.option("--reason", default=None, help="Only letters with this reason.")
+@click.option("--topic", default=None, help="Only letters from this source topic.")
+@click.option("--dry-run", is_flag=True, help="Say what would be replayed; send nothing.")
+def dlq_replay(reason: str | None, topic: str | None, dry_run: bool) -> None:
+    """After a fix, send dead letters back onto their source topics, unchanged."""
+    from connectors.kafka import TouchpointProducer
+    from streams.endpoints import resolve
+
+    settings = _settings()
+    letters = [letter for letter in _letters(reason, topic) if letter.original_topic]
+    partial = [letter for letter in letters if letter.original_size is not None]
+    if partial:
+        err.print(
+            f"skipping {len(partial)} letters kept in part only (too large), e.g. {partial[0].ref}"
+        )
+        letters = [letter for letter in letters if letter.original_size is None]
+    if dry_run:
+        out.print(f"would replay {len(letters)} dead letters")
+        return
+    with _progress() as bar, TouchpointProducer(resolve(settings).kafka_bootstrap) as producer:
+        task = bar.add_task("replaying", total=len(letters))
+        for n, letter in enumerate(letters, start=1):
+            producer.send_raw(letter.original_topic, letter.value, letter.key)
+            bar.update(task, completed=n)
+    out.print(f"replayed {len(letters)} dead letters onto their source topics")
+
+
+@main.command()
 @click.option("--events", type=int, default=20_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--workers", type=int, default=None)

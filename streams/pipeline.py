@@ -21,7 +21,12 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from connectors.errors import ServiceUnavailable
-from connectors.kafka import DeadLetter, PipelineOutput, describe_validation_error
+from connectors.kafka import (
+    MAX_MESSAGE_BYTES,
+    DeadLetter,
+    PipelineOutput,
+    describe_validation_error,
+)
 from connectors.redis_views import Outcome, RedisViews, dead_item, event_item
 from schemas.codec import DecodeError, SchemaResolver, decode
 from schemas.models import MODELS
@@ -92,6 +97,9 @@ class TouchpointPipeline:
         self.guard = guard
 
     def interpret(self, msg: Inbound, now: datetime) -> EventPlan:
+        size = len(msg.value or b"")
+        if size > MAX_MESSAGE_BYTES:
+            raise InvalidTouchpoint("value", "too_large", f"{size} bytes > {MAX_MESSAGE_BYTES}")
         type_name, record = decode(msg.value, self.resolver)
         expected = self.input_types.get(msg.topic)
         if type_name != expected:

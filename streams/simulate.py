@@ -170,7 +170,8 @@ class Simulation:
         return out or [Identifier(kind=IdentifierKind.phone, value=m.phone)]
 
     def _lines(self, max_lines: int = 3) -> list[OrderLine]:
-        picked = self.rng.sample(self.skus, self.rng.randrange(1, max_lines + 1))
+        most = min(max_lines, len(self.skus))
+        picked = self.rng.sample(self.skus, self.rng.randrange(1, most + 1))
         return [
             OrderLine(sku=sku, quantity=self.rng.randrange(1, 3), unit_price=price)
             for sku, price in picked

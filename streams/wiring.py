@@ -4,6 +4,7 @@ rules, adapters and topic names."""
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from connectors.kafka import PipelineOutput
@@ -34,6 +35,8 @@ def rules(settings: Settings) -> Rules:
         phone_key=phone_key(settings),
         points_per_yuan=settings.points_per_yuan,
         red_envelope_bonus_points=settings.red_envelope_bonus_points,
+        max_future=timedelta(seconds=settings.max_clock_skew_s),
+        max_past=timedelta(days=settings.max_event_age_days),
     )
 
 
