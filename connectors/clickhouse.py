@@ -8,6 +8,7 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,25 +18,6 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError,
 
 from connectors.errors import WarehouseUnavailable
 
-FACT_COLUMNS: tuple[str, ...] = (
-    "event_id",
-    "touchpoint_type",
-    "event_time",
-    "processed_time",
-    "channel",
-    "store_id",
-    "one_id",
-    "new_member",
-    "order_id",
-    "campaign_id",
-    "room_id",
-    "quantity",
-    "amount",
-    "points",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-)
 _MIGRATION = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
@@ -140,6 +122,59 @@ class Warehouse:
         except DatabaseError as exc:
             raise QueryRefused(str(exc).strip().splitlines()[0][:500]) from exc
         return QueryResult(list(result.column_names), [list(r) for r in result.result_rows])
+
+    def erase(self, one_ids: Sequence[str], absorbed: Sequence[str], identifiers: int) -> dict:
+        """Delete a person's rows (their live OneID and every OneID it absorbed) from the
+        facts and the identity log, and record the erasure. Safe to repeat."""
+        ids = [*one_ids, *absorbed]
+        params = {"ids": ids}
+        where = {
+            "touchpoint_facts": "one_id IN {ids:Array(String)}",
+            "identity_events": (
+                "one_id IN {ids:Array(String)} OR other_one_id IN {ids:Array(String)}"
+            ),
+        }
+        counts = {}
+        try:
+            with self._lock:
+                for table, condition in where.items():
+                    counts[table] = int(
+                        self.client.query(
+                            f"SELECT count() FROM {table} WHERE {condition}", parameters=params
+                        ).result_rows[0][0]
+                    )
+                    self.client.command(
+                        f"DELETE FROM {table} WHERE {condition}",
+                        parameters=params,
+                        settings={"mutations_sync": 2},
+                    )
+                self.client.insert(
+                    "erasures",
+                    [
+                        [
+                            datetime.now(UTC),
+                            one_ids[0],
+                            list(absorbed),
+                            identifiers,
+                            counts["touchpoint_facts"],
+                            counts["identity_events"],
+                        ]
+                    ],
+                    column_names=[
+                        "erased_at",
+                        "one_id",
+                        "absorbed",
+                        "identifiers",
+                        "facts_deleted",
+                        "identity_deleted",
+                    ],
+                )
+        except OperationalError as exc:
+            raise WarehouseUnavailable(f"clickhouse: {exc}") from exc
+        return {
+            "facts_deleted": counts["touchpoint_facts"],
+            "identity_deleted": counts["identity_events"],
+        }
 
     def close(self) -> None:
         with self._lock:

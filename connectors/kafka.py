@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from connectors.errors import DeliveryFailed
 from schemas.codec import encode
+from schemas.contract import INTERNAL_TYPES
 from schemas.models import MODELS, Touchpoint, type_name_of
 from schemas.topics import partition_key, topic_for
 from streams.core.errors import InvalidTouchpoint
@@ -122,8 +123,11 @@ class _DeliveringProducer:
 
 
 class TouchpointProducer:
-    """The producer SDK: validates, encodes (Avro single-object), keys by the documented
-    partition key of each type, sends idempotently and reports delivery failures.
+    """The producer SDK: validates, encodes, keys by the documented partition key of each
+    type, sends idempotently and reports delivery failures. Encoding: Avro single-object
+    (``C3 01`` + fingerprint) by default; the Confluent framing (``00`` + schema id,
+    schemas registered through confluent-kafka's registry client) when
+    ``schema_registry_url`` is given.
 
     >>> with TouchpointProducer("localhost:9092") as producer:
     ...     producer.send(store_scan)          # raises on invalid input, never sends it
@@ -136,9 +140,15 @@ class TouchpointProducer:
         config: Mapping[str, Any] | None = None,
         rules: Rules | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        schema_registry_url: str | None = None,
     ):
         self._out = _DeliveringProducer(producer_config(bootstrap, config))
         self.topic_prefix = topic_prefix
+        self._registry = None
+        if schema_registry_url:
+            from connectors.registry import RegistrySchemas
+
+            self._registry = RegistrySchemas(schema_registry_url)
         # Validation needs the rules but not the real phone key: nothing is hashed here.
         self._rules = rules or Rules(phone_key=b"validation-only")
         self._clock = clock
@@ -154,7 +164,7 @@ class TouchpointProducer:
         else:
             if type_name is None:
                 raise InvalidTouchpoint("type", "missing", "name the event type")
-            if type_name not in MODELS or type_name == "touchpoint_fact":
+            if type_name not in MODELS or type_name in INTERNAL_TYPES:
                 raise InvalidTouchpoint("type", "unknown_type", str(type_name)[:64])
             model = MODELS[type_name].model_validate(record)
         plan_event(type_name, model, self._rules, self._clock())  # type: ignore[arg-type]
@@ -168,13 +178,17 @@ class TouchpointProducer:
     ) -> None:
         type_name, model = self.validate(record, type_name)
         avro = model.to_avro()
-        value = encode(type_name, avro)
+        topic = topic_for(self.topic_prefix, type_name)
+        if self._registry is not None:
+            value = self._registry.encode(topic, type_name, avro)
+        else:
+            value = encode(type_name, avro)
         if len(value) > MAX_MESSAGE_BYTES:
             raise InvalidTouchpoint(
                 "record", "too_large", f"{len(value)} bytes > {MAX_MESSAGE_BYTES}"
             )
         self._out.produce(
-            topic_for(self.topic_prefix, type_name),
+            topic,
             value=value,
             key=partition_key(type_name, avro),
             on_delivery=on_delivery,
@@ -253,13 +267,17 @@ class PipelineOutput:
             )
         self._out.flush()
 
-    def facts(self, facts: list[dict[str, Any]]) -> None:
-        for fact in facts:
-            self._out.produce(
-                self.facts_topic,
-                value=encode("touchpoint_fact", fact),
-                key=fact["event_id"].encode(),
-            )
+    def facts(
+        self, facts: list[dict[str, Any]], identity_events: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Enriched facts and identity-log entries, both keyed by their event_id."""
+        for type_name, records in (("touchpoint_fact", facts), ("identity_event", identity_events)):
+            for record in records:
+                self._out.produce(
+                    self.facts_topic,
+                    value=encode(type_name, record),
+                    key=record["event_id"].encode(),
+                )
         self._out.flush()
 
 

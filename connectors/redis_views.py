@@ -12,12 +12,48 @@ import redis
 
 from connectors.errors import ViewsUnavailable
 from streams.core.plan import CHANNELS, EventPlan
+from streams.core.rules import IDENTITY_PRIORITY, IdentityPolicy
 
 _TRANSIENT = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
 )
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    """One entry of an event's identity log (what ``apply_batch.lua`` decided):
+
+    * ``merge``: ``other`` was absorbed into ``one_id``; ``kept`` were the survivor's
+      identifiers before, ``moved`` the absorbed member's;
+    * ``refused``: the event linked ``one_id`` and ``other`` but a safety rule (``reason``)
+      forbids fusing them: both stay as they were, flagged;
+    * ``not_linked``: the identifier in ``moved`` was not added to ``one_id`` (``reason``).
+    """
+
+    action: str
+    one_id: str
+    other: str
+    reason: str
+    kept: tuple[str, ...]
+    moved: tuple[str, ...]
+    points: int = 0
+
+
+def _change(entry: dict[str, Any]) -> IdentityChange:
+    def keys(v: Any) -> tuple[str, ...]:  # cjson writes an empty list as {}
+        return tuple(sorted(v)) if isinstance(v, list) else ()
+
+    return IdentityChange(
+        entry["action"],
+        entry["one_id"],
+        entry.get("other", ""),
+        entry.get("reason", ""),
+        keys(entry.get("kept")),
+        keys(entry.get("moved")),
+        int(entry.get("points", 0)),
+    )
 
 
 @dataclass(frozen=True)
@@ -28,6 +64,7 @@ class Outcome:
     one_id: str = ""
     new_member: bool = False
     backordered: bool = False
+    identity_log: tuple[IdentityChange, ...] = ()
 
     @property
     def emits_fact(self) -> bool:
@@ -36,13 +73,18 @@ class Outcome:
         return self.status in ("new", "replay")
 
 
+#: kinds that name a person (a member can be told apart by them)
+_IDENTIFYING = frozenset(k for k in IDENTITY_PRIORITY if k not in ("device", "openid"))
+
+
 def _parse(status: bytes | str, result: bytes | str) -> Outcome:
     status = status.decode() if isinstance(status, bytes) else status
     text = result.decode() if isinstance(result, bytes) else result
     if not text:
         return Outcome("replay_expired" if status == "replay" else status)
-    one_id, created, flags = text.split("|")
-    return Outcome(status, one_id, created == "1", "B" in flags)
+    one_id, created, flags, *log = text.split("|", 3)
+    changes = tuple(_change(e) for e in json.loads(log[0])) if log else ()
+    return Outcome(status, one_id, created == "1", "B" in flags, changes)
 
 
 def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
@@ -66,13 +108,19 @@ def dead_item(tp: str, offset: int) -> dict[str, Any]:
 
 class RedisViews:
     def __init__(
-        self, client: redis.Redis, prefix: str = "omni:", dedupe_ttl_s: int = 7 * 24 * 3600
+        self,
+        client: redis.Redis,
+        prefix: str = "omni:",
+        dedupe_ttl_s: int = 7 * 24 * 3600,
+        policy: IdentityPolicy | None = None,
     ):
         self.client = client
         self.prefix = prefix
         self.dedupe_ttl_s = dedupe_ttl_s
-        source = resources.files("connectors").joinpath("lua/apply_batch.lua").read_text("utf-8")
-        self._apply = client.register_script(source)
+        self.policy = json.dumps((policy or IdentityPolicy()).as_script_argument())
+        lua = resources.files("connectors").joinpath("lua")
+        self._apply = client.register_script(lua.joinpath("apply_batch.lua").read_text("utf-8"))
+        self._forget = client.register_script(lua.joinpath("forget.lua").read_text("utf-8"))
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisViews:
@@ -87,7 +135,7 @@ class RedisViews:
             return []
         payload = json.dumps(items, separators=(",", ":"))
         try:
-            raw = self._apply(args=[self.prefix, self.dedupe_ttl_s, payload])
+            raw = self._apply(args=[self.prefix, self.dedupe_ttl_s, payload, self.policy])
         except _TRANSIENT as exc:
             raise ViewsUnavailable(f"redis: {exc}") from exc
         return [_parse(s, r) for s, r in raw]
@@ -127,9 +175,13 @@ class RedisViews:
         }
         ids = sorted(m.decode() for m in self.client.smembers(self.prefix + "mi:" + one_id))
         channel_bits = int(fields.get("ch", 0))
+        absorbed = sorted(m.decode() for m in self.client.smembers(self.prefix + "ma:" + one_id))
         return {
             "one_id": one_id,
+            # a device or an openid alone says nothing about who: an anonymous visitor
+            "anonymous": not any(i.split(":", 1)[0] in _IDENTIFYING for i in ids),
             "identifiers": ids,
+            "absorbed": absorbed,
             "points": int(fields.get("pts", 0)),
             "events": int(fields.get("n", 0)),
             "first_seen_ms": int(fields.get("first", 0)),
@@ -153,3 +205,31 @@ class RedisViews:
                 }
             )
         return rows
+
+    def review_queue(self) -> list[str]:
+        """Events whose merge was refused because both members were identified."""
+        return [m.decode() for m in self.client.zrange(self.prefix + "review", 0, -1)]
+
+    def forget(self, key: str, at_ms: int) -> dict[str, Any] | None:
+        """Erase the member ``key`` resolves to: identity links, profile, points and the
+        OneIDs it absorbed; an erasure record (no personal data) is kept. Atomic."""
+        one_id = self.resolve(key)
+        if one_id is None:
+            return None
+        try:
+            raw = self._forget(args=[self.prefix, one_id, at_ms])
+        except _TRANSIENT as exc:
+            raise ViewsUnavailable(f"redis: {exc}") from exc
+        return _erasure(raw)
+
+    def erasure(self, one_id: str) -> dict[str, Any] | None:
+        """The record of an earlier erasure of ``one_id`` (``forget``), if any."""
+        raw = self.client.hget(self.prefix + "erased", one_id)
+        return _erasure(raw) if raw else None
+
+
+def _erasure(raw: bytes | str) -> dict[str, Any]:
+    erased = json.loads(raw)
+    # cjson writes an empty list as {}
+    erased["absorbed"] = sorted(erased["absorbed"]) if erased["absorbed"] else []
+    return erased

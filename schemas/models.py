@@ -238,6 +238,25 @@ class TouchpointFact(_Record):
     source_offset: int
 
 
+class IdentityEvent(_Record):
+    """An entry of the identity merge log (see ``identity_event.avsc``)."""
+
+    event_id: str
+    seq: int
+    event_time: datetime
+    processed_time: datetime
+    action: str
+    one_id: str
+    other_one_id: str = ""
+    reason: str = ""
+    identifiers_before: list[str] = []
+    identifiers_other: list[str] = []
+    points_moved: int = 0
+    source_topic: str
+    source_partition: int
+    source_offset: int
+
+
 Touchpoint = (
     StoreScan | LivestreamClick | RedEnvelopeClaim | AppOrder | OrderStatus | InventoryAdjustment
 )
@@ -251,6 +270,7 @@ MODELS: dict[str, type[_Record]] = {
     "order_status": OrderStatus,
     "inventory_adjustment": InventoryAdjustment,
     "touchpoint_fact": TouchpointFact,
+    "identity_event": IdentityEvent,
 }
 
 

@@ -176,7 +176,11 @@ def _publish(settings: Settings, events: int, members: int | None, seed: int, ra
     )
     with (
         _progress() as bar,
-        TouchpointProducer(endpoints.kafka_bootstrap, settings.topic_prefix) as producer,
+        TouchpointProducer(
+            endpoints.kafka_bootstrap,
+            settings.topic_prefix,
+            schema_registry_url=settings.schema_registry_url,
+        ) as producer,
     ):
         task = bar.add_task("publishing", total=events)
         counts = publish(
@@ -236,7 +240,11 @@ def produce(source: Any, skip_invalid: bool) -> None:
     except StackNotRunning as exc:
         _fail(str(exc))
     invalid: list[LineError] = []
-    with TouchpointProducer(endpoints.kafka_bootstrap, settings.topic_prefix) as producer:
+    with TouchpointProducer(
+        endpoints.kafka_bootstrap,
+        settings.topic_prefix,
+        schema_registry_url=settings.schema_registry_url,
+    ) as producer:
         for number, raw in enumerate(source, start=1):
             if not raw.strip():
                 continue
@@ -470,6 +478,61 @@ def member(lookup: str, as_json: bool) -> None:
     else:
         for k, v in found.items():
             out.print(f"{k:<14} {v}")
+
+
+@main.command()
+@click.argument("lookup")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True)
+def forget(lookup: str, yes: bool, as_json: bool) -> None:
+    """Erase a person (TYPE:VALUE as for `omni member`): identity links, points and
+    profile in Redis, their rows in ClickHouse; the erasure itself is recorded."""
+    import time
+
+    from connectors.errors import ServiceUnavailable
+    from streams import reads
+    from streams.core.errors import InvalidTouchpoint
+    from streams.core.identity import parse_lookup
+    from streams.endpoints import resolve
+    from streams.wiring import phone_key, views
+
+    settings = _settings()
+    try:
+        key = parse_lookup(lookup, phone_key(settings))
+    except InvalidTouchpoint as exc:
+        _fail(f"{lookup.split(':')[0]}: {exc.reason}")
+    endpoints = resolve(settings)
+    view = views(settings, endpoints)
+    # Redis first: from then on no event can reach the person's data through their
+    # identifiers. An erasure whose ClickHouse part failed is completed by its OneID.
+    erased = view.erasure(key.split(":", 1)[1]) if key.startswith("oneid:") else None
+    if erased is None:
+        one_id = view.resolve(key)
+        if one_id is None:
+            _fail(f"no member for {lookup.split(':')[0]}:…", code=2)
+        if not yes:
+            click.confirm(f"Erase member {one_id} and all their data?", abort=True)
+        erased = view.forget(key, int(time.time() * 1000))
+        if erased is None:  # erased meanwhile by someone else
+            _fail(f"no member for {lookup.split(':')[0]}:…", code=2)
+    try:
+        erased.update(
+            reads.erase(endpoints, erased["one_id"], erased["absorbed"], erased["identifiers"])
+        )
+    except ServiceUnavailable as exc:
+        _fail(
+            f"erased {erased['one_id']} from Redis, but its ClickHouse rows are not erased yet "
+            f"({exc}): run `omni forget oneid:{erased['one_id']} --yes` again",
+            code=3,
+        )
+    if as_json:
+        print(json.dumps(erased))
+    else:
+        out.print(
+            f"erased {erased['one_id']} ({len(erased['absorbed'])} absorbed OneIDs, "
+            f"{erased['identifiers']} identifiers, {erased['points']} points, "
+            f"{erased['facts_deleted']} facts, {erased['identity_deleted']} merge-log rows)"
+        )
 
 
 @main.command()

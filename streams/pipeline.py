@@ -77,6 +77,29 @@ def fact_record(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) 
     }
 
 
+def identity_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) -> list[dict]:
+    """The event's identity log as merge-log records for ClickHouse."""
+    return [
+        {
+            "event_id": plan.event_id,
+            "seq": seq,
+            "event_time": plan.event_time,
+            "processed_time": now,
+            "action": change.action,
+            "one_id": change.one_id,
+            "other_one_id": change.other,
+            "reason": change.reason,
+            "identifiers_before": list(change.kept),
+            "identifiers_other": list(change.moved),
+            "points_moved": change.points,
+            "source_topic": msg.topic,
+            "source_partition": msg.partition,
+            "source_offset": msg.offset,
+        }
+        for seq, change in enumerate(outcome.identity_log)
+    ]
+
+
 class TouchpointPipeline:
     def __init__(
         self,
@@ -150,13 +173,13 @@ class TouchpointPipeline:
         if dead:
             self.output.dead_letters(dead, now)
         outcomes = self.views.apply(items)
-        facts = [
-            fact_record(plan, outcome, msg, now)
-            for msg, plan, outcome in zip(batch, plans, outcomes, strict=True)
-            if plan is not None and outcome.emits_fact
-        ]
+        facts, identity = [], []
+        for msg, plan, outcome in zip(batch, plans, outcomes, strict=True):
+            if plan is not None and outcome.emits_fact:
+                facts.append(fact_record(plan, outcome, msg, now))
+                identity.extend(identity_records(plan, outcome, msg, now))
         if facts:
-            self.output.facts(facts)
+            self.output.facts(facts, identity)
         return BatchReport(len(batch), Counter(o.status for o in outcomes), len(facts), len(dead))
 
     def process_until_done(

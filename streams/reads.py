@@ -19,13 +19,33 @@ def query(endpoints: Endpoints, sql: str, timeout: float = 60.0) -> QueryResult:
             return warehouse.query(sql)
         finally:
             warehouse.close()
+    body = _post(endpoints, "/query", {"sql": sql}, timeout)
+    return QueryResult(body["columns"], body["rows"])
+
+
+def erase(
+    endpoints: Endpoints, one_id: str, absorbed: list[str], identifiers: int
+) -> dict[str, int]:
+    """Delete a person's ClickHouse rows and record the erasure (``omni forget``)."""
+    if not endpoints.clickhouse_dsn.startswith("chdb://"):
+        warehouse = Warehouse.connect(endpoints.clickhouse_dsn)
+        try:
+            return warehouse.erase([one_id], absorbed, identifiers)
+        finally:
+            warehouse.close()
+    request = {"one_id": one_id, "absorbed": absorbed, "identifiers": identifiers}
+    return _post(endpoints, "/erase", request, timeout=120)
+
+
+def _post(endpoints: Endpoints, path: str, payload: dict, timeout: float) -> dict:
+    """Embedded chDB belongs to the sink process: ask it over its loopback API."""
     if not endpoints.sink_url:
         raise WarehouseUnavailable(
-            "embedded ClickHouse is read through the sink, which is not running"
+            "embedded ClickHouse is reached through the sink, which is not running"
         )
     request = urllib.request.Request(
-        endpoints.sink_url + "/query",
-        data=json.dumps({"sql": sql}).encode(),
+        endpoints.sink_url + path,
+        data=json.dumps(payload).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
@@ -39,7 +59,7 @@ def query(endpoints: Endpoints, sql: str, timeout: float = 60.0) -> QueryResult:
         raise WarehouseUnavailable(error) from exc
     except (urllib.error.URLError, OSError) as exc:
         raise WarehouseUnavailable(f"sink read API: {exc}") from exc
-    return QueryResult(body["columns"], body["rows"])
+    return body
 
 
 def scalar(endpoints: Endpoints, sql: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     dlq_guard_window: int = Field(
         1000, ge=10, description="Messages the invalid-share guard looks back on"
     )
+    identifier_blocklist: str = Field(
+        "", description="Comma-separated identifier values refused on top of the built-in ones"
+    )
+    identity_limits: str = Field(
+        "card=1,phone=1,unionid=1,app=1,openid=10,device=10",
+        description="Most identifiers of a kind per OneID (KIND=N,...)",
+    )
+    identity_review_kinds: str = Field(
+        "card,phone", description="Kinds whose holders are never fused: refused, for review"
+    )
     phone_hash_key: SecretStr | None = Field(
         None, description="HMAC key for phone hashes; unset: a random key kept under OMNI_HOME"
     )
@@ -75,6 +85,13 @@ class Settings(BaseSettings):
         0, ge=0, description="Port of a worker's health page (0: any free)"
     )
     log_json: bool = Field(False, description="Structured JSON logs")
+
+    @model_validator(mode="after")
+    def _identity_policy_parses(self) -> Settings:
+        from streams.core.rules import IdentityPolicy
+
+        IdentityPolicy.parse(self.identity_limits, self.identity_review_kinds)
+        return self
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

@@ -26,16 +26,25 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from connectors.clickhouse import FACT_COLUMNS, QueryRefused, Warehouse
+from connectors.clickhouse import QueryRefused, Warehouse
 from connectors.errors import ServiceUnavailable, WarehouseUnavailable
 from connectors.kafka import DeadLetter, PipelineOutput
 from schemas.codec import DecodeError, decode
+from schemas.contract import contract
 from streams.endpoints import Endpoints
 from streams.settings import Settings
 from streams.wiring import dlq_topic, facts_topic
 
 log = logging.getLogger("omni.sink")
-FACTS_TABLE = "touchpoint_facts"
+#: record type on the facts topic -> the table it lands in (columns: the record's fields)
+TABLES: dict[str, str] = {
+    "touchpoint_fact": "touchpoint_facts",
+    "identity_event": "identity_events",
+}
+COLUMNS: dict[str, tuple[str, ...]] = {
+    type_name: tuple(f["name"] for f in contract().schema(type_name).parsed["fields"])
+    for type_name in TABLES
+}
 
 
 class FactSink:
@@ -57,7 +66,7 @@ class FactSink:
         self.dead_out = PipelineOutput(
             endpoints.kafka_bootstrap, facts_topic(settings), dlq_topic(settings)
         )
-        self.rows: list[list[Any]] = []
+        self.rows: dict[str, list[list[Any]]] = {}
         self.ranges: dict[tuple[str, int], list[int]] = {}
         self.opened_at: float | None = None
         self.assigned = False
@@ -78,7 +87,7 @@ class FactSink:
         span[1] = msg.offset()
         try:
             type_name, record = decode(msg.value())
-            if type_name != "touchpoint_fact":
+            if type_name not in TABLES:
                 raise DecodeError("wrong_topic", f"{type_name} record on the facts topic")
         except DecodeError as exc:
             letter = DeadLetter(
@@ -95,12 +104,16 @@ class FactSink:
             self.dead_out.dead_letters([letter], datetime.now(UTC))
             self.stats["dead_lettered"] += 1
             return
-        self.rows.append([record[c] for c in FACT_COLUMNS])
+        self.rows.setdefault(type_name, []).append([record[c] for c in COLUMNS[type_name]])
+
+    @property
+    def pending(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
 
     def _due(self) -> bool:
         if not self.ranges:
             return False
-        if len(self.rows) >= self.settings.sink_batch_rows:
+        if self.pending >= self.settings.sink_batch_rows:
             return True
         return (
             self.opened_at is not None
@@ -108,23 +121,25 @@ class FactSink:
         )
 
     def flush(self) -> None:
-        """Insert the batch (retrying until ClickHouse takes it), then commit its offsets."""
+        """Insert the batch, one insert per table (retrying until ClickHouse takes it),
+        then commit its offsets. A table inserted before a failure is inserted again with
+        the same token, which ClickHouse ignores."""
         if not self.ranges:
             return
-        token = "facts:" + ";".join(
-            f"{t}/{p}:{lo}-{hi}" for (t, p), (lo, hi) in sorted(self.ranges.items())
-        )
+        span = ";".join(f"{t}/{p}:{lo}-{hi}" for (t, p), (lo, hi) in sorted(self.ranges.items()))
         delay = 0.2
         paused: list[TopicPartition] = []
-        while self.rows:
+        waiting = sorted(self.rows)
+        while waiting:
+            type_name = waiting[0]
+            table, rows = TABLES[type_name], self.rows[type_name]
             try:
-                self.warehouse.insert(FACTS_TABLE, FACT_COLUMNS, self.rows, token)
-                break
+                self.warehouse.insert(table, COLUMNS[type_name], rows, f"{table}:{span}")
+                waiting.pop(0)
+                continue
             except WarehouseUnavailable as exc:
                 self.stats["insert_retries"] += 1
-                log.warning(
-                    "insert of %d rows waits: %s; retrying in %.1fs", len(self.rows), exc, delay
-                )
+                log.warning("insert of %d rows waits: %s; retrying in %.1fs", len(rows), exc, delay)
                 if not paused:
                     paused = self.consumer.assignment()
                     self.consumer.pause(paused)
@@ -135,9 +150,12 @@ class FactSink:
             self.consumer.resume(paused)
         offsets = [TopicPartition(t, p, hi + 1) for (t, p), (_, hi) in self.ranges.items()]
         self.consumer.commit(offsets=offsets, asynchronous=False)
-        self.stats["rows_written"] += len(self.rows)
+        for type_name, rows in self.rows.items():
+            key = f"rows:{TABLES[type_name]}"
+            self.stats[key] = self.stats.get(key, 0) + len(rows)
+        self.stats["rows_written"] += self.pending
         self.stats["batches"] += 1
-        self.rows, self.ranges, self.opened_at = [], {}, None
+        self.rows, self.ranges, self.opened_at = {}, {}, None
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe(
@@ -156,7 +174,7 @@ class FactSink:
                     if self.opened_at is None:
                         self.opened_at = time.monotonic()
                     self._add(msg)
-                    if len(self.rows) >= self.settings.sink_batch_rows:
+                    if self.pending >= self.settings.sink_batch_rows:
                         self.flush()
                 if self._due():
                     self.flush()
@@ -192,13 +210,22 @@ class _ReadApi(BaseHTTPRequestHandler):
             self._reply(404, {"error": "not found"})
 
     def do_POST(self) -> None:
-        if self.path != "/query":
+        if self.path not in ("/query", "/erase"):
             self._reply(404, {"error": "not found"})
             return
         length = int(self.headers.get("Content-Length", "0"))
+        warehouse = self.server.sink.warehouse
         try:
             body = json.loads(self.rfile.read(length) or b"{}")
-            result = self.server.sink.warehouse.query(str(body["sql"]), body.get("parameters"))
+            if self.path == "/erase":  # the one write: erasure of a person (omni forget)
+                erased = warehouse.erase(
+                    [str(body["one_id"])],
+                    [str(a) for a in body.get("absorbed", [])],
+                    int(body.get("identifiers", 0)),
+                )
+                self._reply(200, erased)
+                return
+            result = warehouse.query(str(body["sql"]), body.get("parameters"))
         except (KeyError, ValueError) as exc:
             self._reply(400, {"error": f"bad request: {exc}"})
         except QueryRefused as exc:

@@ -12,7 +12,7 @@ from connectors.redis_views import RedisViews
 from schemas.codec import SchemaResolver
 from schemas.topics import DLQ_SUFFIX, FACTS_SUFFIX, input_topics
 from streams.core.guard import InvalidShareGuard
-from streams.core.rules import Rules
+from streams.core.rules import IdentityPolicy, Rules
 from streams.endpoints import Endpoints
 from streams.pipeline import TouchpointPipeline
 from streams.settings import Settings
@@ -37,7 +37,15 @@ def rules(settings: Settings) -> Rules:
         red_envelope_bonus_points=settings.red_envelope_bonus_points,
         max_future=timedelta(seconds=settings.max_clock_skew_s),
         max_past=timedelta(days=settings.max_event_age_days),
+        extra_illegal_identifiers=frozenset(
+            v.strip() for v in settings.identifier_blocklist.split(",") if v.strip()
+        ),
+        identity=identity_policy(settings),
     )
+
+
+def identity_policy(settings: Settings) -> IdentityPolicy:
+    return IdentityPolicy.parse(settings.identity_limits, settings.identity_review_kinds)
 
 
 def facts_topic(settings: Settings) -> str:
@@ -54,7 +62,10 @@ def all_topics(settings: Settings) -> list[str]:
 
 def views(settings: Settings, endpoints: Endpoints) -> RedisViews:
     return RedisViews.from_url(
-        endpoints.redis_url, prefix=f"{settings.topic_prefix}:", dedupe_ttl_s=settings.dedupe_ttl_s
+        endpoints.redis_url,
+        prefix=f"{settings.topic_prefix}:",
+        dedupe_ttl_s=settings.dedupe_ttl_s,
+        policy=identity_policy(settings),
     )
 
 

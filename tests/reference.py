@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from schemas.models import type_name_of
 from streams.core.plan import plan_event
-from streams.core.rules import Rules
+from streams.core.rules import IdentityPolicy, Rules
 from streams.simulate import SimMessage
 
 
@@ -72,3 +72,75 @@ def expected_from(
             out.points_total += plan.points
     out.members = graph.groups()
     return out
+
+
+class IdentityReference:
+    """The identity graph's rules (docs/identity.md) in plain Python, applied one event at a
+    time in the order given: what the Lua script must end with, exactly."""
+
+    def __init__(self, policy: IdentityPolicy | None = None) -> None:
+        self.policy = policy or IdentityPolicy()
+        self.limits = dict(self.policy.limits)
+        self.owner: dict[str, int] = {}  # identity key -> live member (creation number)
+        self.keys: dict[int, set[str]] = {}
+        self.next = 1
+        self.seen: set[str] = set()
+        self.refusals: list[tuple[str, str]] = []  # (event_id, reason)
+
+    @staticmethod
+    def _counts(keys: set[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for key in keys:
+            kind = key.split(":", 1)[0]
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+    def _verdict(self, a: set[str], b: set[str]) -> str | None:
+        ca, cb = self._counts(a), self._counts(b)
+        for kind in self.policy.review:
+            if ca.get(kind) and cb.get(kind):
+                return f"both_identified:{kind}"
+        for kind, limit in self.policy.limits:
+            if ca.get(kind, 0) + cb.get(kind, 0) > limit:
+                return f"limit:{kind}"
+        return None
+
+    def apply(self, event_id: str, keys: tuple[str, ...]) -> None:
+        """``keys`` in priority order (as ``plan_event`` gives them)."""
+        if event_id in self.seen or not keys:
+            self.seen.add(event_id)
+            return
+        self.seen.add(event_id)
+        found: list[int] = []
+        for key in keys:
+            member = self.owner.get(key)
+            if member is not None and member not in found:
+                found.append(member)
+        if not found:
+            target = self.next
+            self.next += 1
+            self.keys[target] = set()
+        else:
+            target = found[0]
+            for other in found[1:]:
+                why = self._verdict(self.keys[target], self.keys[other])
+                if why:
+                    self.refusals.append((event_id, why))
+                    continue
+                survivor, absorbed = min(target, other), max(target, other)
+                for key in self.keys.pop(absorbed):
+                    self.owner[key] = survivor
+                    self.keys[survivor].add(key)
+                target = survivor
+        for key in keys:
+            if key in self.owner:
+                continue
+            kind = key.split(":", 1)[0]
+            if self._counts(self.keys[target]).get(kind, 0) + 1 > self.limits.get(kind, 1 << 30):
+                self.refusals.append((event_id, f"limit:{kind}"))
+                continue
+            self.owner[key] = target
+            self.keys[target].add(key)
+
+    def grouping(self) -> set[frozenset[str]]:
+        return {frozenset(keys) for keys in self.keys.values() if keys}

@@ -1,18 +1,26 @@
 -- Applies one worker batch to the Redis views in a single atomic call.
 -- Key layout (P = key prefix) is documented in docs/redis-keys.md.
 --
--- ARGV[1] prefix, ARGV[2] event-id dedupe TTL (s), ARGV[3] JSON array of items:
+-- ARGV[1] prefix, ARGV[2] event-id dedupe TTL (s), ARGV[3] JSON array of items, ARGV[4]
+-- the identity policy. Items:
 --   dead letter: {tp=, o=, d=1}
 --   event:       {tp=, o=, id=, y=type, t=event ms, k={identity keys}, c=channel bit,
 --                 p=points, s={{kind, sku, location, qty, from}}, r=order id}
 -- Returns one {status, result} per item, status one of:
---   new        first time this event is applied; result = "oneid|new_member|flags"
+--   new        first time this event is applied; result = "oneid|new_member|flags[|log]"
+--              (log: JSON list of the event's merges, refusals and unlinked identifiers)
 --   duplicate  event_id already applied from another offset (a re-sent event): no effect
 --   replay     this very offset was applied before (redelivery): no effect, first result
 --   dead       a dead letter counted;  replay_dead: counted before
 local P = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local batch = cjson.decode(ARGV[3])
+-- ARGV[4]: the identity policy {limits = {{kind, n}}, review = {kinds}} (streams/core/rules.py)
+-- limits is a list of {kind, n} in priority order, so a refusal names the same kind on
+-- every run; LIMIT is the same as a map.
+local POLICY = cjson.decode(ARGV[4])
+local LIMIT = {}
+for _, l in ipairs(POLICY.limits) do LIMIT[l[1]] = l[2] end
 local STATS = P .. 'stats'
 local OFFSETS = P .. 'offsets'
 
@@ -27,6 +35,8 @@ local function last_offset(tp)
 end
 
 local function seq_of(oid) return tonumber(string.sub(oid, 2)) end
+local function older(x, y) if seq_of(x) < seq_of(y) then return x, y end return y, x end
+local function kind_of(k) return string.match(k, '^([^:]+)') end
 
 -- An absorbed OneID keeps a pointer to its survivor forever.
 local function resolve(oid)
@@ -40,9 +50,31 @@ end
 
 local function num(v) return tonumber(v) or 0 end
 
-local function merge(absorbed, survivor)
+local function keys_of(oid) return redis.call('SMEMBERS', P .. 'mi:' .. oid) end
+
+local function kind_counts(keys)
+  local c = {}
+  for _, k in ipairs(keys) do local kd = kind_of(k); c[kd] = (c[kd] or 0) + 1 end
+  return c
+end
+
+-- The safety rules of a merge (docs/identity.md): two members who each hold their own
+-- identifier of a review kind (card, phone) are never fused: flagged for review instead;
+-- no kind may exceed its limit in the merged member.
+local function merge_verdict(ka, kb)
+  local ca, cb = kind_counts(ka), kind_counts(kb)
+  for _, kd in ipairs(POLICY.review) do
+    if (ca[kd] or 0) > 0 and (cb[kd] or 0) > 0 then return 'both_identified:' .. kd end
+  end
+  for _, l in ipairs(POLICY.limits) do
+    if (ca[l[1]] or 0) + (cb[l[1]] or 0) > l[2] then return 'limit:' .. l[1] end
+  end
+  return nil
+end
+
+local function merge(absorbed, survivor, kept, moved)
   local ma, ms = P .. 'm:' .. absorbed, P .. 'm:' .. survivor
-  for _, k in ipairs(redis.call('SMEMBERS', P .. 'mi:' .. absorbed)) do
+  for _, k in ipairs(moved) do
     redis.call('SET', P .. 'i:' .. k, survivor)
     redis.call('SADD', P .. 'mi:' .. survivor, k)
   end
@@ -54,20 +86,40 @@ local function merge(absorbed, survivor)
     'pts', num(a[3]) + num(s[3]),
     'ch', bit.bor(num(a[4]), num(s[4])),
     'n', num(a[5]) + num(s[5]))
+  -- the survivor remembers every OneID it absorbed (erasure must find them)
+  redis.call('SADD', P .. 'ma:' .. survivor, absorbed)
+  if redis.call('EXISTS', P .. 'ma:' .. absorbed) == 1 then
+    redis.call('SUNIONSTORE', P .. 'ma:' .. survivor, P .. 'ma:' .. survivor, P .. 'ma:' .. absorbed)
+    redis.call('DEL', P .. 'ma:' .. absorbed)
+  end
   redis.call('DEL', ma, P .. 'mi:' .. absorbed)
   redis.call('HSET', ma, 'into', survivor)
   redis.call('HINCRBY', STATS, 'members', -1)
   redis.call('HINCRBY', STATS, 'merges', 1)
+  return num(a[3])
 end
 
--- Resolve the event's identity keys to one OneID, creating or merging as needed.
+local function flag_review(it, log)
+  redis.call('HINCRBY', STATS, 'refusals', 1)
+  redis.call('HINCRBY', STATS, 'refused:' .. string.match(log.reason, '^([^:]+)'), 1)
+  if string.sub(log.reason, 1, 15) == 'both_identified' then
+    redis.call('ZADD', P .. 'review', it.t, it.id)
+  end
+end
+
+-- Resolve the event's identity keys (highest priority first) to one OneID, creating or
+-- merging as the rules allow. Returns the OneID, 1 if it was created, and the identity
+-- log of the event (merges, refusals, identifiers left unlinked).
 local function stitch(it)
-  local found, list = {}, {}
+  local owner, list, log = {}, {}, {}
   for _, k in ipairs(it.k) do
     local o = redis.call('GET', P .. 'i:' .. k)
     if o then
       o = resolve(o)
-      if not found[o] then found[o] = true; list[#list + 1] = o end
+      owner[k] = o
+      local known = false
+      for _, x in ipairs(list) do if x == o then known = true end end
+      if not known then list[#list + 1] = o end
     end
   end
   local oid, created = nil, 0
@@ -77,14 +129,46 @@ local function stitch(it)
     redis.call('HINCRBY', STATS, 'members', 1)
     created = 1
   else
-    -- the survivor is the oldest OneID: the lowest sequence number
-    table.sort(list, function(x, y) return seq_of(x) < seq_of(y) end)
+    -- the anchor: the member of the event's highest-priority known identifier
     oid = list[1]
-    for j = 2, #list do merge(list[j], oid) end
+    for j = 2, #list do
+      local other = list[j]
+      local ko, kx = keys_of(oid), keys_of(other)
+      local why = merge_verdict(ko, kx)
+      if why then
+        local entry = {action = 'refused', one_id = oid, other = other, reason = why,
+                       kept = ko, moved = kx}
+        log[#log + 1] = entry
+        flag_review(it, entry)
+      else
+        local survivor, absorbed = older(oid, other)
+        local kept, moved = ko, kx
+        if survivor ~= oid then kept, moved = kx, ko end
+        local pts = merge(absorbed, survivor, kept, moved)
+        log[#log + 1] = {action = 'merge', one_id = survivor, other = absorbed, reason = '',
+                         kept = kept, moved = moved, points = pts}
+        for k, o in pairs(owner) do if o == absorbed then owner[k] = survivor end end
+        oid = survivor
+      end
+    end
   end
+  local counts = nil
   for _, k in ipairs(it.k) do
-    redis.call('SET', P .. 'i:' .. k, oid)
-    redis.call('SADD', P .. 'mi:' .. oid, k)
+    if owner[k] == nil then
+      local kd = kind_of(k)
+      counts = counts or kind_counts(keys_of(oid))
+      local limit = LIMIT[kd]
+      if limit and (counts[kd] or 0) + 1 > limit then
+        local entry = {action = 'not_linked', one_id = oid, other = '', reason = 'limit:' .. kd,
+                       kept = {}, moved = {k}}
+        log[#log + 1] = entry
+        flag_review(it, entry)
+      else
+        redis.call('SET', P .. 'i:' .. k, oid)
+        redis.call('SADD', P .. 'mi:' .. oid, k)
+        counts[kd] = (counts[kd] or 0) + 1
+      end
+    end
   end
   local m = P .. 'm:' .. oid
   local cur = redis.call('HMGET', m, 'first', 'last', 'ch')
@@ -93,7 +177,7 @@ local function stitch(it)
     'last', math.max(num(cur[2]), it.t),
     'ch', bit.bor(num(cur[3]), bit.lshift(1, it.c)))
   redis.call('HINCRBY', m, 'n', 1)
-  return oid, created
+  return oid, created, log
 end
 
 local function stock_key(sku, loc) return P .. 's:' .. sku .. '@' .. loc end
@@ -145,8 +229,8 @@ local function apply_stock(it)
 end
 
 local function apply_event(it)
-  local oid, created = '', 0
-  if #it.k > 0 then oid, created = stitch(it) end
+  local oid, created, log = '', 0, {}
+  if #it.k > 0 then oid, created, log = stitch(it) end
   if it.p ~= 0 and oid ~= '' then
     redis.call('HINCRBY', P .. 'm:' .. oid, 'pts', it.p)
     redis.call('HINCRBY', STATS, 'points_total', it.p)
@@ -154,7 +238,10 @@ local function apply_event(it)
   local flags = apply_stock(it)
   redis.call('HINCRBY', STATS, 'facts', 1)
   redis.call('HINCRBY', STATS, 'type:' .. it.y, 1)
-  return oid .. '|' .. created .. '|' .. flags
+  local res = oid .. '|' .. created .. '|' .. flags
+  -- the identity log rides along, so a redelivered event re-emits it too
+  if #log > 0 then res = res .. '|' .. cjson.encode(log) end
+  return res
 end
 
 local results = {}

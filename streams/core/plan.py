@@ -20,7 +20,7 @@ from schemas.models import (
 )
 from streams.core.errors import InvalidTouchpoint
 from streams.core.identity import identity_key
-from streams.core.rules import Rules
+from streams.core.rules import Rules, by_priority
 
 #: Touchpoints must say who; order statuses and stock movements need not.
 NEEDS_IDENTIFIERS = frozenset({"store_scan", "livestream_click", "red_envelope_claim", "app_order"})
@@ -74,7 +74,7 @@ def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) 
         identity_key(i, rules.phone_key, rules.extra_illegal_identifiers) for i in env.identifiers
     ]
     # A shared device tells nothing about who is there: it never joins the graph.
-    linkable = tuple(dict.fromkeys(k.key for k in keys if not k.shared))
+    linkable = by_priority(tuple(dict.fromkeys(k.key for k in keys if not k.shared)))
     base = {
         "event_id": env.event_id,
         "touchpoint_type": type_name,

@@ -7,6 +7,63 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 
+#: Identity kinds, highest priority first: an event's identifiers are tried in this order,
+#: and the member of the first one already known is the one the event belongs to.
+IDENTITY_PRIORITY: tuple[str, ...] = ("card", "phone", "unionid", "app", "openid", "device")
+
+
+@dataclass(frozen=True)
+class IdentityPolicy:
+    """The safety rules of the identity graph, enforced atomically in
+    ``connectors/lua/apply_batch.lua`` (documented in docs/identity.md).
+
+    * ``limits``: the most identifiers of a kind one OneID may hold. An event that would
+      break a limit does not merge (or link that identifier) and is flagged.
+    * ``review``: kinds that identify a person. Two members who each hold their own
+      identifier of such a kind are never fused: the merge is refused and queued for review.
+    """
+
+    limits: tuple[tuple[str, int], ...] = (
+        ("card", 1),
+        ("phone", 1),
+        ("unionid", 1),
+        ("app", 1),
+        ("openid", 10),
+        ("device", 10),
+    )
+    review: tuple[str, ...] = ("card", "phone")
+
+    @classmethod
+    def parse(cls, limits: str, review: str) -> IdentityPolicy:
+        """``"phone=1,device=10"`` (unnamed kinds keep their default) and ``"card,phone"``."""
+        merged = dict(cls.limits)
+        for part in filter(None, (p.strip() for p in limits.split(","))):
+            kind, sep, value = part.partition("=")
+            kind = kind.strip()
+            if not sep or kind not in IDENTITY_PRIORITY or not value.strip().isdigit():
+                raise ValueError(
+                    f"identity limit {part!r}: expected KIND=N with KIND one of "
+                    + ", ".join(IDENTITY_PRIORITY)
+                )
+            if int(value) < 1:
+                raise ValueError(f"identity limit {part!r}: at least 1")
+            merged[kind] = int(value)
+        kinds = tuple(filter(None, (k.strip() for k in review.split(","))))
+        unknown = [k for k in kinds if k not in IDENTITY_PRIORITY]
+        if unknown:
+            raise ValueError(f"identity review kinds: unknown {', '.join(unknown)}")
+        ordered = tuple((k, merged[k]) for k in IDENTITY_PRIORITY if k in merged)
+        return cls(ordered, kinds)
+
+    def as_script_argument(self) -> dict[str, list]:
+        return {"limits": [list(pair) for pair in self.limits], "review": list(self.review)}
+
+
+def by_priority(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """Identity keys, highest-priority kind first (stable within a kind)."""
+    rank = {kind: n for n, kind in enumerate(IDENTITY_PRIORITY)}
+    return tuple(sorted(keys, key=lambda k: rank.get(k.split(":", 1)[0], len(rank))))
+
 
 @dataclass(frozen=True)
 class Rules:
@@ -19,7 +76,9 @@ class Rules:
     max_past: timedelta = timedelta(days=90)
     #: where delivery orders reserve stock
     delivery_location: str = "WH-EAST"
+    #: identifier values refused on top of the built-in placeholders (``null``, ``0``, ...)
     extra_illegal_identifiers: frozenset[str] = field(default_factory=frozenset)
+    identity: IdentityPolicy = field(default_factory=IdentityPolicy)
 
     def points_for_payment(self, paid: Decimal) -> int:
         """Points per *whole* yuan paid: 129.90 yuan at 1 point/yuan earns 129."""

@@ -5,6 +5,8 @@ and chDB directory; and a factory for running sinks and workers as real processe
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ import pytest
 from connectors.embedded import ManagedProcess, start_broker, start_redis, start_sink, start_worker
 from connectors.kafka import ensure_topics
 from connectors.redis_views import RedisViews
-from streams.endpoints import Endpoints
+from streams.endpoints import Endpoints, stack_file
 from streams.settings import Settings
 from streams.wiring import all_topics, views
 
@@ -111,6 +113,9 @@ class Running:
 
     def start_sink(self) -> ManagedProcess:
         self.sink = start_sink(self.env, self.logs)
+        # as `omni up` does: the CLI finds the sink (owner of chDB) through this record
+        record = {"endpoints": dataclasses.asdict(self.endpoints)}
+        stack_file(self.settings).write_text(json.dumps(record))
         return self.sink
 
     def start_worker(self, wait: bool = True) -> ManagedProcess:

@@ -24,6 +24,7 @@ from schemas.models import (
     FulfilmentMode,
     Identifier,
     IdentifierKind,
+    IdentityEvent,
     InventoryAdjustment,
     LivePlatform,
     LivestreamClick,
@@ -352,6 +353,39 @@ def minimal_touchpoint_fact() -> TouchpointFact:
     )
 
 
+def full_identity_event() -> IdentityEvent:
+    return IdentityEvent(
+        event_id="evt-full-0001",
+        seq=1,
+        event_time=datetime(2024, 6, 1, 11, 55, 0, 123000, tzinfo=UTC),
+        processed_time=datetime(2024, 6, 1, 11, 55, 2, 9000, tzinfo=UTC),
+        action="merge",
+        one_id="O7",
+        other_one_id="O42",
+        reason="",
+        identifiers_before=["card:M0001", "device:d-1"],
+        identifiers_other=["phone:5f2c"],
+        points_moved=120,
+        source_topic="omni.touchpoint.store_scan",
+        source_partition=5,
+        source_offset=123456789012,
+    )
+
+
+def minimal_identity_event() -> IdentityEvent:
+    return IdentityEvent(
+        event_id="evt-min-0001",
+        seq=0,
+        event_time=EVENT_TIME,
+        processed_time=NOW,
+        action="not_linked",
+        one_id="O1",
+        source_topic="omni.touchpoint.app_order",
+        source_partition=0,
+        source_offset=0,
+    )
+
+
 FULL: dict[str, Callable[[], Any]] = {
     "store_scan": full_store_scan,
     "livestream_click": full_livestream_click,
@@ -360,6 +394,7 @@ FULL: dict[str, Callable[[], Any]] = {
     "order_status": full_order_status,
     "inventory_adjustment": full_inventory_adjustment,
     "touchpoint_fact": full_touchpoint_fact,
+    "identity_event": full_identity_event,
 }
 MINIMAL: dict[str, Callable[[], Any]] = {
     "store_scan": minimal_store_scan,
@@ -369,4 +404,5 @@ MINIMAL: dict[str, Callable[[], Any]] = {
     "order_status": minimal_order_status,
     "inventory_adjustment": minimal_inventory_adjustment,
     "touchpoint_fact": minimal_touchpoint_fact,
+    "identity_event": minimal_identity_event,
 }

@@ -30,7 +30,7 @@ from schemas.models import MODELS, IdentifierKind
 
 from .factories import FULL, MINIMAL
 
-ALL_TYPES = (*TOUCHPOINT_TYPES, "touchpoint_fact")
+ALL_TYPES = (*TOUCHPOINT_TYPES, "touchpoint_fact", "identity_event")
 _PRIMITIVES: dict[str, type] = {
     "string": str,
     "boolean": bool,
@@ -267,6 +267,7 @@ def test_every_enum_and_record_is_visited() -> None:
         "OrderStatus",
         "InventoryAdjustment",
         "TouchpointFact",
+        "IdentityEvent",
         "Envelope",
         "Identifier",
         "Consent",
@@ -305,6 +306,7 @@ def test_every_enum_and_record_is_visited() -> None:
         ("order_status", ["OrderStatus.refund_amount"]),
         ("inventory_adjustment", []),
         ("touchpoint_fact", ["TouchpointFact.amount"]),
+        ("identity_event", []),
     ],
 )
 def test_decimal_fields_are_found(type_name: str, decimals: list[str]) -> None:
@@ -569,6 +571,7 @@ def test_encoded_message_starts_with_magic_and_fingerprint(type_name: str) -> No
         ("order_status", "omni.touchpoint.OrderStatus"),
         ("inventory_adjustment", "omni.touchpoint.InventoryAdjustment"),
         ("touchpoint_fact", "omni.fact.TouchpointFact"),
+        ("identity_event", "omni.fact.IdentityEvent"),
     ],
 )
 def test_full_names(type_name: str, full_name: str) -> None:
@@ -594,4 +597,4 @@ def test_unknown_type_name_is_a_key_error_listing_the_known_ones() -> None:
     with pytest.raises(KeyError) as info:
         contract().schema("loyalty_points")
     assert "unknown event type 'loyalty_points'" in str(info.value)
-    assert "app_order, inventory_adjustment" in str(info.value)
+    assert "app_order, identity_event, inventory_adjustment" in str(info.value)

@@ -112,7 +112,7 @@ def test_pickup_order_reserves_at_the_pickup_store() -> None:
         touchpoint_type="app_order",
         event_time=EVENT_TIME,
         channel="app",
-        identity_keys=("app:app_0000001", PHONE_KEY),
+        identity_keys=(PHONE_KEY, "app:app_0000001"),  # phone ranks above app
         points=117,
         stock=(
             StockOp("reserve", "SKU-0001", "S002", 2),

@@ -1,0 +1,76 @@
+"""Messages in the Confluent wire format (``00`` + schema id), written by a plain
+confluent-kafka producer with confluent-kafka's own AvroSerializer, are processed like
+ours; an id the registry does not know is dead-lettered, the worker goes on."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from connectors.kafka import TouchpointProducer
+from schemas.contract import expanded_source
+from schemas.models import type_name_of
+from schemas.topics import topic_for
+from streams.demo import wait_views
+from streams.simulate import Simulation
+
+from .conftest import Running
+from .registry_standin import schema_registry
+
+pytestmark = pytest.mark.integration
+
+
+def test_plain_client_confluent_messages_are_processed(
+    run_stack: Callable[..., Running],
+) -> None:
+    with schema_registry() as url:
+        stack = run_stack(workers=1, sink=False, schema_registry_url=url)
+        prefix = stack.settings.topic_prefix
+        client = SchemaRegistryClient({"url": url})
+        sim = Simulation(40, seed=3, duplicate_share=0, malformed_share=0)
+        records = [m.record for m in sim if m.record is not None]
+        producer = Producer({"bootstrap.servers": stack.endpoints.kafka_bootstrap})
+        per_type: dict[str, int] = {}
+        for record in records:
+            type_name = type_name_of(record)
+            serializer = AvroSerializer(
+                client,
+                json.dumps(expanded_source(type_name)),
+                lambda r, ctx: r.to_avro(),
+            )
+            topic = topic_for(prefix, type_name)
+            value = serializer(record, SerializationContext(topic, MessageField.VALUE))
+            assert value is not None and value[0] == 0  # the Confluent framing
+            producer.produce(topic, value=value)
+            per_type[type_name] = per_type.get(type_name, 0) + 1
+        # an id nobody registered
+        bogus = struct.pack(">bI", 0, 4242) + b"\x02"
+        producer.produce(topic_for(prefix, "store_scan"), value=bogus)
+        producer.flush(10)
+
+        stats = wait_views(stack.views, len(records) + 1, timeout=60)
+        assert (stats["processed"], stats["dead_lettered"]) == (len(records), 1)
+        assert {
+            k.removeprefix("type:"): v for k, v in stats.items() if k.startswith("type:")
+        } == per_type
+        assert stack.workers[0].alive
+
+        # our SDK, configured with the registry, writes the same framing
+        more = [m.record for m in Simulation(20, seed=4, duplicate_share=0, malformed_share=0)]
+        sent: list[bytes] = []
+        with TouchpointProducer(
+            stack.endpoints.kafka_bootstrap, prefix, schema_registry_url=url
+        ) as ours:
+            for record in more:
+                assert record is not None
+                ours.send(record, on_delivery=lambda err, msg: sent.append(msg.value()))
+        assert len(sent) == len(more) and all(v[0] == 0 for v in sent)
+        stats = wait_views(stack.views, len(records) + 1 + len(more), timeout=60)
+        assert stats["processed"] == len(records) + len(more)
