@@ -32,6 +32,19 @@ class UnionFind:
     def groups(self) -> int:
         return len({self.find(x) for x in self.parent})
 
+    def link(self, keys: tuple[str, ...]) -> None:
+        """One event's identity keys: all in one group."""
+        for key in keys:
+            self.find(key)
+        for a, b in itertools.pairwise(keys):
+            self.union(a, b)
+
+    def components(self) -> set[frozenset[str]]:
+        groups: dict[str, set[str]] = {}
+        for key in list(self.parent):
+            groups.setdefault(self.find(key), set()).add(key)
+        return {frozenset(g) for g in groups.values()}
+
 
 @dataclass
 class Expected:
@@ -64,10 +77,7 @@ def expected_from(
         out.facts += 1
         out.per_type[plan.touchpoint_type] = out.per_type.get(plan.touchpoint_type, 0) + 1
         keys = plan.identity_keys
-        for key in keys:
-            graph.find(key)
-        for a, b in itertools.pairwise(keys):
-            graph.union(a, b)
+        graph.link(keys)
         if keys:
             out.points_total += plan.points
     out.members = graph.groups()

@@ -4,7 +4,6 @@ phone number is ever stored or logged in clear."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
@@ -37,15 +36,8 @@ def reference_groups(sim: Simulation, stack: Running) -> set[frozenset[str]]:
     for msg in sim.messages:
         if msg.record is None:
             continue
-        keys = plan_event(type_name_of(msg.record), msg.record, configured, now).identity_keys
-        for key in keys:
-            graph.find(key)
-        for a, b in itertools.pairwise(keys):
-            graph.union(a, b)
-    groups: dict[str, set[str]] = {}
-    for key in list(graph.parent):
-        groups.setdefault(graph.find(key), set()).add(key)
-    return {frozenset(g) for g in groups.values()}
+        graph.link(plan_event(type_name_of(msg.record), msg.record, configured, now).identity_keys)
+    return graph.components()
 
 
 def run_traffic(stack: Running, events: int, seed: int) -> tuple[Simulation, dict[str, int]]:
