@@ -99,6 +99,8 @@ def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
         "p": plan.points,
         "s": [[op.kind, op.sku, op.location, op.quantity, op.from_location] for op in plan.stock],
         "r": plan.order_id,
+        "m": int(plan.amount * 100),
+        "u": plan.order_status,
     }
 
 

@@ -5,7 +5,8 @@
 -- the identity policy. Items:
 --   dead letter: {tp=, o=, d=1}
 --   event:       {tp=, o=, id=, y=type, t=event ms, k={identity keys}, c=channel bit,
---                 p=points, s={{kind, sku, location, qty, from}}, r=order id}
+--                 p=points, s={{kind, sku, location, qty, from}}, r=order id,
+--                 m=amount in cents (paid, or refunded), u=order status}
 -- Returns one {status, result} per item, status one of:
 --   new        first time this event is applied; result = "oneid|new_member|flags[|log]"
 --              (log: JSON list of the event's merges, refusals and unlinked identifiers)
@@ -223,9 +224,86 @@ local function apply_stock(it)
     else
       flags = flags .. 'B'
       redis.call('HINCRBY', STATS, 'backorders', 1)
+      reserve = {}
     end
   end
-  return flags
+  return flags, reserve
+end
+
+-- Orders (docs/redis-keys.md `o:`): what an order holds, so its later statuses can
+-- undo or complete it. A status that arrives before its order (another topic, another
+-- partition) waits in `op:<order>` and is applied when the order arrives.
+local function apply_status(order_id, status, refund_cents)
+  local o = P .. 'o:' .. order_id
+  local h = redis.call('HMGET', o, 'oid', 'pts', 'paid', 'state', 'rev', 'lines')
+  local oid, pts, paid, state, rev = h[1], num(h[2]), num(h[3]), h[4], num(h[5])
+  local lines = cjson.decode(h[6] or '[]')
+  local function reverse(amount)
+    amount = math.min(amount, pts - rev)
+    if amount <= 0 then return end
+    local live = resolve(oid)
+    local m = P .. 'm:' .. live
+    if redis.call('EXISTS', m) == 1 then
+      -- a balance never goes below zero: what cannot be taken back is counted
+      local take = math.min(amount, num(redis.call('HGET', m, 'pts')))
+      if take > 0 then redis.call('HINCRBY', m, 'pts', -take) end
+      if take < amount then redis.call('HINCRBY', STATS, 'points_unrecovered', amount - take) end
+    end
+    rev = rev + amount
+    redis.call('HSET', o, 'rev', rev)
+    redis.call('HINCRBY', STATS, 'points_reversed', amount)
+  end
+  if status == 'cancelled' then
+    if state == 'cancelled' or state == 'fulfilled' then return end
+    if state == 'reserved' then
+      for _, l in ipairs(lines) do redis.call('HINCRBY', l[1], 'reserved', -l[2]) end
+      redis.call('HINCRBY', STATS, 'reservations_released', 1)
+    end
+    reverse(pts)
+    redis.call('HSET', o, 'state', 'cancelled')
+    redis.call('HINCRBY', STATS, 'orders_cancelled', 1)
+  elseif status == 'picked_up' or status == 'shipped' then
+    if state == 'cancelled' or state == 'fulfilled' then return end
+    if state == 'reserved' then
+      -- the reservation becomes the sale
+      for _, l in ipairs(lines) do
+        redis.call('HINCRBY', l[1], 'reserved', -l[2])
+        redis.call('HINCRBY', l[1], 'on_hand', -l[2])
+      end
+    end
+    redis.call('HSET', o, 'state', 'fulfilled')
+    redis.call('HINCRBY', STATS, 'orders_fulfilled', 1)
+  elseif status == 'refunded' then
+    -- points back in proportion to the amount refunded (floor)
+    if paid > 0 then reverse(math.floor(pts * refund_cents / paid)) end
+    redis.call('HINCRBY', STATS, 'orders_refunded', 1)
+  end
+end
+
+local function apply_order(it, oid, reserved, flags)
+  if it.y == 'app_order' then
+    local o = P .. 'o:' .. it.r
+    local lines = {}
+    for _, r in ipairs(reserved) do lines[#lines + 1] = {r[1], r[2]} end
+    local state = 'reserved'
+    if string.find(flags, 'B', 1, true) then state = 'backordered' end
+    redis.call('HSET', o, 'oid', oid, 'pts', it.p, 'paid', it.m, 'state', state, 'rev', 0,
+      'lines', cjson.encode(lines))
+    redis.call('HINCRBY', STATS, 'orders', 1)
+    local waiting = redis.call('LRANGE', P .. 'op:' .. it.r, 0, -1)
+    for _, w in ipairs(waiting) do
+      local st = cjson.decode(w)
+      apply_status(it.r, st[1], st[2])
+    end
+    if #waiting > 0 then redis.call('DEL', P .. 'op:' .. it.r) end
+  elseif it.y == 'order_status' then
+    if redis.call('EXISTS', P .. 'o:' .. it.r) == 1 then
+      apply_status(it.r, it.u, it.m)
+    else
+      redis.call('RPUSH', P .. 'op:' .. it.r, cjson.encode({it.u, it.m}))
+      redis.call('HINCRBY', STATS, 'statuses_early', 1)
+    end
+  end
 end
 
 local function apply_event(it)
@@ -235,7 +313,8 @@ local function apply_event(it)
     redis.call('HINCRBY', P .. 'm:' .. oid, 'pts', it.p)
     redis.call('HINCRBY', STATS, 'points_total', it.p)
   end
-  local flags = apply_stock(it)
+  local flags, reserved = apply_stock(it)
+  apply_order(it, oid, reserved, flags)
   redis.call('HINCRBY', STATS, 'facts', 1)
   redis.call('HINCRBY', STATS, 'type:' .. it.y, 1)
   local res = oid .. '|' .. created .. '|' .. flags

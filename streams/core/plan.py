@@ -57,6 +57,8 @@ class EventPlan:
     room_id: str = ""
     quantity: int = 0
     amount: Decimal = Decimal("0.00")
+    #: order_status only: paid | cancelled | refunded | picked_up | shipped
+    order_status: str = ""
 
 
 def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) -> EventPlan:
@@ -136,6 +138,7 @@ def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) 
                 store_id=record.store_id or "",
                 order_id=record.order_id,
                 amount=record.refund_amount or Decimal("0.00"),
+                order_status=record.status.value,
             )
         case InventoryAdjustment():
             op = StockOp(

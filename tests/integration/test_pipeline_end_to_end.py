@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, Producer
 from connectors.kafka import TouchpointProducer
 from schemas.codec import SINGLE_OBJECT_MAGIC
 from schemas.contract import contract
+from schemas.models import AppOrder, OrderStatus
 from schemas.topics import topic_for
 from streams import reads
 from streams.demo import publish, wait_accounted, wait_views
@@ -76,6 +77,23 @@ def test_every_message_is_accounted_for_exactly(run_stack: Callable[..., Running
         reads.scalar(endpoints, "SELECT uniqExact(event_id) FROM touchpoint_facts")
         == expected.facts
     )
+    # every order status found its order; cancellations took back exactly the order's points
+    configured = rules(stack.settings)
+    granted: dict[str, int] = {}
+    cancelled: set[str] = set()
+    for msg in sim.messages:
+        if isinstance(msg.record, AppOrder):
+            granted[msg.record.order_id] = configured.points_for_payment(msg.record.paid_amount)
+        elif isinstance(msg.record, OrderStatus) and msg.record.status == "cancelled":
+            cancelled.add(msg.record.order_id)
+    assert cancelled
+    assert stats["orders"] == expected.per_type["app_order"]
+    assert stats["orders_cancelled"] == len(cancelled)
+    assert (
+        stats["orders_cancelled"] + stats["orders_fulfilled"] == expected.per_type["order_status"]
+    )
+    assert stats["points_reversed"] == sum(granted[o] for o in cancelled)
+    assert not list(stack.views.client.scan_iter(match=stack.views.prefix + "op:*"))
     # every malformed message is in the dead-letter topic, with its provenance
     letters = read_all(endpoints.kafka_bootstrap, dlq_topic(stack.settings), expected.malformed)
     assert len(letters) == expected.malformed

@@ -209,6 +209,7 @@ def test_refund_status() -> None:
         store_id="S002",
         order_id="ORD-0001",
         amount=Decimal("58.50"),
+        order_status="refunded",
     )
 
 

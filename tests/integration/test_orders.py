@@ -1,0 +1,158 @@
+"""An order's life in the Redis views, exactly: reservation, then pick-up or shipping
+(the reservation becomes the sale), cancellation (released, points taken back), partial
+refunds (points back in proportion), statuses arriving before their order."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import redis
+
+from connectors.redis_views import Outcome, RedisViews, event_item
+from streams.core.plan import EventPlan, StockOp
+
+from .conftest import Services
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+
+
+class Shop:
+    def __init__(self, services: Services) -> None:
+        client = redis.Redis.from_url(services.redis_url)
+        self.views = RedisViews(client, prefix=f"o{uuid.uuid4().hex[:8]}:")
+        self.offset = 0
+
+    def _apply(self, plan: EventPlan, topic: str = "t/0") -> Outcome:
+        self.offset += 1
+        return self.views.apply([event_item(plan, topic, self.offset)])[0]
+
+    def _plan(self, kind: str, **fields: object) -> EventPlan:
+        base: dict = {
+            "event_id": f"e{self.offset + 1}",
+            "touchpoint_type": kind,
+            "event_time": T0 + timedelta(seconds=self.offset),
+            "channel": "app",
+            "identity_keys": (),
+            "points": 0,
+            "stock": (),
+        }
+        return EventPlan(**{**base, **fields})  # type: ignore[arg-type]
+
+    def receive(self, sku: str, location: str, quantity: int) -> None:
+        op = StockOp("receive", sku, location, quantity)
+        self._apply(self._plan("inventory_adjustment", channel="erp", stock=(op,)))
+
+    def order(self, order_id: str, paid: str, *lines: tuple[str, str, int]) -> Outcome:
+        held = tuple(StockOp("reserve", sku, loc, q) for sku, loc, q in lines)
+        return self._apply(
+            self._plan(
+                "app_order",
+                identity_keys=("card:C1",),
+                points=int(Decimal(paid)),
+                stock=held,
+                order_id=order_id,
+                amount=Decimal(paid),
+            )
+        )
+
+    def status(self, order_id: str, status: str, refund: str = "0") -> Outcome:
+        plan = self._plan(
+            "order_status",
+            channel="other",
+            order_id=order_id,
+            order_status=status,
+            amount=Decimal(refund),
+        )
+        return self._apply(plan, topic="status/0")
+
+    def stock(self, sku: str, location: str) -> tuple[int, int, int]:
+        row = self.views.stock(sku, location)[0]
+        return row["on_hand"], row["reserved"], row["available_to_promise"]
+
+    def points(self) -> int:
+        member = self.views.member("card:C1")
+        assert member is not None
+        return member["points"]
+
+
+def test_pick_up_turns_the_reservation_into_the_sale(services: Services) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "S1", 10)
+    shop.order("ORD1", "99.00", ("SKU1", "S1", 3))
+    assert shop.stock("SKU1", "S1") == (10, 3, 7)
+    shop.status("ORD1", "picked_up")
+    assert shop.stock("SKU1", "S1") == (7, 0, 7)
+    shop.status("ORD1", "cancelled")  # too late: nothing changes
+    assert shop.stock("SKU1", "S1") == (7, 0, 7)
+    assert shop.points() == 99
+    stats = shop.views.stats()
+    assert (stats["orders_fulfilled"], stats.get("orders_cancelled", 0)) == (1, 0)
+
+
+def test_cancellation_releases_stock_and_takes_the_points_back(services: Services) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "S1", 5)
+    shop.receive("SKU2", "S1", 5)
+    shop.order("ORD1", "120.50", ("SKU1", "S1", 2), ("SKU2", "S1", 5))
+    assert (shop.stock("SKU1", "S1"), shop.stock("SKU2", "S1")) == ((5, 2, 3), (5, 5, 0))
+    assert shop.points() == 120
+    shop.status("ORD1", "cancelled")
+    assert (shop.stock("SKU1", "S1"), shop.stock("SKU2", "S1")) == ((5, 0, 5), (5, 0, 5))
+    assert shop.points() == 0
+    shop.status("ORD1", "cancelled")  # a second cancellation (another event): no effect
+    assert shop.points() == 0
+    stats = shop.views.stats()
+    assert (stats["points_reversed"], stats["reservations_released"]) == (120, 1)
+
+
+def test_partial_refunds_take_points_back_in_proportion(services: Services) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "WH", 100)
+    shop.order("ORD1", "200.00", ("SKU1", "WH", 4))
+    shop.status("ORD1", "shipped")
+    shop.status("ORD1", "refunded", "50.00")  # a quarter: 50 of 200 points
+    assert shop.points() == 150
+    shop.status("ORD1", "refunded", "150.00")  # the rest
+    assert shop.points() == 0
+    shop.status("ORD1", "refunded", "10.00")  # never more than was granted
+    assert shop.points() == 0
+    assert shop.views.stats()["points_reversed"] == 200
+    assert shop.stock("SKU1", "WH") == (96, 0, 96)
+
+
+def test_a_backordered_order_holds_nothing_and_cancels_cleanly(services: Services) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "S1", 1)
+    assert shop.order("ORD1", "10.00", ("SKU1", "S1", 2)).backordered
+    assert shop.stock("SKU1", "S1") == (1, 0, 1)
+    shop.status("ORD1", "cancelled")
+    assert shop.stock("SKU1", "S1") == (1, 0, 1)
+    assert shop.points() == 0
+
+
+def test_a_status_before_its_order_waits_for_it(services: Services) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "S1", 10)
+    shop.status("ORD1", "cancelled")  # the status topic was read first
+    assert shop.views.stats()["statuses_early"] == 1
+    shop.order("ORD1", "30.00", ("SKU1", "S1", 4))
+    assert shop.stock("SKU1", "S1") == (10, 0, 10)
+    assert shop.points() == 0
+    assert shop.views.stats()["orders_cancelled"] == 1
+
+
+def test_a_redelivered_status_changes_nothing(services: Services) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "S1", 10)
+    shop.order("ORD1", "30.00", ("SKU1", "S1", 4))
+    plan = shop._plan("order_status", order_id="ORD1", order_status="picked_up")
+    first = [event_item(plan, "status/0", 500)]
+    shop.views.apply(first)
+    stats = shop.views.stats()
+    assert [o.status for o in shop.views.apply(first)] == ["replay"]
+    assert shop.views.stats() == stats
+    assert shop.stock("SKU1", "S1") == (6, 0, 6)
