@@ -4,6 +4,7 @@ trip by ``lua/apply_batch.lua``. Key layout: docs/redis-keys.md."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -12,7 +13,7 @@ import redis
 
 from connectors.errors import ViewsUnavailable
 from streams.core.plan import CHANNELS, EventPlan
-from streams.core.rules import IDENTITY_PRIORITY, IdentityPolicy
+from streams.core.rules import IDENTITY_PRIORITY, Budget, IdentityPolicy
 
 _TRANSIENT = (
     redis.exceptions.ConnectionError,
@@ -64,6 +65,7 @@ class Outcome:
     one_id: str = ""
     new_member: bool = False
     backordered: bool = False
+    claim_refused: bool = False
     identity_log: tuple[IdentityChange, ...] = ()
 
     @property
@@ -84,7 +86,7 @@ def _parse(status: bytes | str, result: bytes | str) -> Outcome:
         return Outcome("replay_expired" if status == "replay" else status)
     one_id, created, flags, *log = text.split("|", 3)
     changes = tuple(_change(e) for e in json.loads(log[0])) if log else ()
-    return Outcome(status, one_id, created == "1", "B" in flags, changes)
+    return Outcome(status, one_id, created == "1", "B" in flags, "X" in flags, changes)
 
 
 def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
@@ -101,6 +103,7 @@ def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
         "r": plan.order_id,
         "m": int(plan.amount * 100),
         "u": plan.order_status,
+        "g": plan.campaign_id,
     }
 
 
@@ -115,11 +118,15 @@ class RedisViews:
         prefix: str = "omni:",
         dedupe_ttl_s: int = 7 * 24 * 3600,
         policy: IdentityPolicy | None = None,
+        budgets: Mapping[str, Budget] | None = None,
     ):
         self.client = client
         self.prefix = prefix
         self.dedupe_ttl_s = dedupe_ttl_s
         self.policy = json.dumps((policy or IdentityPolicy()).as_script_argument())
+        self.budgets = json.dumps(
+            {c: [b.claims, b.amount_cents] for c, b in (budgets or {}).items()}
+        )
         lua = resources.files("connectors").joinpath("lua")
         self._apply = client.register_script(lua.joinpath("apply_batch.lua").read_text("utf-8"))
         self._forget = client.register_script(lua.joinpath("forget.lua").read_text("utf-8"))
@@ -137,7 +144,9 @@ class RedisViews:
             return []
         payload = json.dumps(items, separators=(",", ":"))
         try:
-            raw = self._apply(args=[self.prefix, self.dedupe_ttl_s, payload, self.policy])
+            raw = self._apply(
+                args=[self.prefix, self.dedupe_ttl_s, payload, self.policy, self.budgets]
+            )
         except _TRANSIENT as exc:
             raise ViewsUnavailable(f"redis: {exc}") from exc
         return [_parse(s, r) for s, r in raw]

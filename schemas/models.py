@@ -236,6 +236,7 @@ class TouchpointFact(_Record):
     source_topic: str
     source_partition: int
     source_offset: int
+    outcome: str = ""
 
 
 class IdentityEvent(_Record):

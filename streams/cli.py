@@ -390,9 +390,12 @@ def demo(events: int, seed: int, workers: int | None, as_json: bool) -> None:
     from connectors.embedded import StartFailed
     from streams.demo import summary, wait_accounted
     from streams.endpoints import resolve
+    from streams.simulate import campaign_budgets
     from streams.wiring import views
 
     settings = _settings(workers=workers)
+    if not settings.campaign_budgets:  # the simulated campaigns' budgets, to run past
+        settings = _settings(workers=workers, campaign_budgets=campaign_budgets(events))
     started = time.monotonic()
     err.print(
         f"omni demo: {events} touchpoints through the embedded stack in {settings.home.resolve()}"
@@ -437,6 +440,10 @@ def _print_summary(r: dict[str, Any]) -> None:
         ("members (OneIDs)", f"{r['members']} after {r['merges']} merges"),
         ("points granted", r["points_total"]),
         ("reservations / backorders", f"{r['reservations']} / {r['backorders']}"),
+        ("orders fulfilled / cancelled", f"{r['orders_fulfilled']} / {r['orders_cancelled']}"),
+        ("points taken back", str(r["points_reversed"])),
+        ("red envelopes past budget", str(r["claims_refused"])),
+        ("merges refused (flagged)", str(r["merges_refused"])),
         ("facts in ClickHouse", f"{r['clickhouse_rows']} (written: {r['facts_written']})"),
         (
             "pipeline time",

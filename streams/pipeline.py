@@ -70,10 +70,13 @@ def fact_record(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) 
         "room_id": plan.room_id,
         "quantity": plan.quantity,
         "amount": plan.amount,
-        "points": plan.points,
+        "points": 0 if outcome.claim_refused else plan.points,
         "source_topic": msg.topic,
         "source_partition": msg.partition,
         "source_offset": msg.offset,
+        "outcome": "claim_refused"
+        if outcome.claim_refused
+        else ("backordered" if outcome.backordered else ""),
     }
 
 

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # Points
     points_per_yuan: int = Field(1, ge=0, description="Points per whole yuan paid")
     red_envelope_bonus_points: int = Field(10, ge=0, description="Points for a red-envelope claim")
+    campaign_budgets: str = Field(
+        "",
+        description="Red-envelope budgets CAMPAIGN=COUNT:YUAN,... (0: no limit); claims past "
+        "them are refused",
+    )
 
     # Sink
     sink_batch_rows: int = Field(5000, ge=1, description="Rows the sink buffers before inserting")
@@ -88,9 +93,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _identity_policy_parses(self) -> Settings:
-        from streams.core.rules import IdentityPolicy
+        from streams.core.rules import IdentityPolicy, parse_budgets
 
         IdentityPolicy.parse(self.identity_limits, self.identity_review_kinds)
+        parse_budgets(self.campaign_budgets)
         return self
 
     def topic(self, name: str) -> str:

@@ -3,8 +3,10 @@
 Members show up across channels with overlapping identifiers (a card at the till, a phone
 in the app, a unionid when claiming a red envelope, openids per WeChat app), so the
 identity graph has real stitching to do; anonymous livestream viewers identify later on
-the same device; stock is received before it is sold; some events are re-sent
-(duplicates) and some messages are malformed on purpose.
+the same device; half the app orders come from recent livestream viewers; red-envelope
+campaigns run past their budgets (``campaign_budgets``); orders are picked up, shipped,
+cancelled or partly refunded; stock is received before it is sold; some events arrive
+late and out of order, some are re-sent (duplicates) and some messages are malformed.
 """
 
 from __future__ import annotations
@@ -53,6 +55,15 @@ WAREHOUSES = ["WH-EAST", "WH-NORTH"]
 MINI_PROGRAM_APP = "wx-mini-01"
 CHANNELS_APP = "wx-channels-01"
 SERVICE_ACCOUNT_APP = "wx-service-01"
+#: red-envelope campaigns; share of claims each gets
+CAMPAIGNS = ("CMP-1", "CMP-2", "CMP-3")
+
+
+def campaign_budgets(events: int) -> str:
+    """Budgets (``OMNI_CAMPAIGN_BUDGETS`` form) that a run of ``events`` exhausts: CMP-1
+    runs out of envelopes, CMP-2 out of money, CMP-3 has no budget."""
+    claims = max(1, int(events * 0.15 / len(CAMPAIGNS)))
+    return f"CMP-1={claims // 2}:0,CMP-2=0:{claims * 10}"
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,9 @@ class Simulation:
         # the run ends about now: events are on average 200 ms apart
         self.clock = start or datetime.now(UTC) - timedelta(milliseconds=200 * events + 60_000)
         self.members = [self._member(i) for i in range(self.members_n)]
-        self.open_orders: list[tuple[str, str]] = []  # (order_id, mode)
+        self.open_orders: list[tuple[str, str, Decimal]] = []  # (order_id, mode, paid)
+        self.fulfilled: list[tuple[str, Decimal]] = []  # may be refunded in part later
+        self.clickers: list[_Member] = []  # recent livestream viewers; some of them buy
         self.sent: list[SimMessage] = []
         self.counts: Counter[str] = Counter()
         #: every message yielded, in order (for references in tests), when asked to keep them
@@ -199,6 +212,7 @@ class Simulation:
         )
 
     def livestream_click(self, m: _Member) -> LivestreamClick:
+        self.clickers = [*self.clickers[-49:], m]
         anonymous = self.rng.random() < 0.3
         ids = (
             self._some(m, "device")
@@ -218,7 +232,7 @@ class Simulation:
             envelope=self._envelope(
                 "campaign", self._some(m, "unionid", f"openid:{SERVICE_ACCOUNT_APP}")
             ),
-            campaign_id=f"CMP-{self.rng.randrange(1, 4)}",
+            campaign_id=self.rng.choice(CAMPAIGNS),
             envelope_id=self._id()[:12],
             face_value=Decimal(self.rng.choice([5, 10, 20, 50])),
             channel=self.rng.choice([ClaimChannel.wechat, ClaimChannel.mini_program]),
@@ -253,17 +267,29 @@ class Simulation:
                 longitude=None if pickup else 121.4 + self.rng.random(),
             ),
         )
-        self.open_orders.append((order.order_id, order.fulfilment.mode.value))
+        self.open_orders.append((order.order_id, order.fulfilment.mode.value, order.paid_amount))
         return order
 
     def order_status(self) -> OrderStatus:
-        order_id, mode = self.open_orders.pop(self.rng.randrange(len(self.open_orders)))
+        envelope = self._envelope("app-backend", [])
+        if self.fulfilled and self.rng.random() < 0.15:
+            # a partial refund of a fulfilled order (at most one each)
+            order_id, paid = self.fulfilled.pop(self.rng.randrange(len(self.fulfilled)))
+            share = Decimal(self.rng.randrange(10, 90)) / 100
+            refund = (paid * share).quantize(Decimal("0.01"))
+            return OrderStatus(
+                envelope=envelope,
+                order_id=order_id,
+                status=OrderStatusKind.refunded,
+                refund_amount=refund,
+            )
+        order_id, mode, paid = self.open_orders.pop(self.rng.randrange(len(self.open_orders)))
         status = OrderStatusKind.picked_up if mode == "pickup" else OrderStatusKind.shipped
         if self.rng.random() < 0.15:
             status = OrderStatusKind.cancelled
-        return OrderStatus(
-            envelope=self._envelope("app-backend", []), order_id=order_id, status=status
-        )
+        else:
+            self.fulfilled.append((order_id, paid))
+        return OrderStatus(envelope=envelope, order_id=order_id, status=status)
 
     # -- malformed ------------------------------------------------------------------------
     def malformed(self) -> SimMessage:
@@ -317,6 +343,9 @@ class Simulation:
                 elif pick < 0.73:
                     msg = self._record(self.red_envelope_claim(m))
                 elif pick < 0.93 or not self.open_orders:
+                    # half the app orders come from recent livestream viewers
+                    if self.clickers and self.rng.random() < 0.5:
+                        m = self.rng.choice(self.clickers)
                     msg = self._record(self.app_order(m))
                 else:
                     msg = self._record(self.order_status())

@@ -12,7 +12,7 @@ from connectors.redis_views import RedisViews
 from schemas.codec import SchemaResolver
 from schemas.topics import DLQ_SUFFIX, FACTS_SUFFIX, input_topics
 from streams.core.guard import InvalidShareGuard
-from streams.core.rules import IdentityPolicy, Rules
+from streams.core.rules import IdentityPolicy, Rules, parse_budgets
 from streams.endpoints import Endpoints
 from streams.pipeline import TouchpointPipeline
 from streams.settings import Settings
@@ -66,6 +66,7 @@ def views(settings: Settings, endpoints: Endpoints) -> RedisViews:
         prefix=f"{settings.topic_prefix}:",
         dedupe_ttl_s=settings.dedupe_ttl_s,
         policy=identity_policy(settings),
+        budgets=parse_budgets(settings.campaign_budgets),
     )
 
 

@@ -2,11 +2,12 @@
 -- Key layout (P = key prefix) is documented in docs/redis-keys.md.
 --
 -- ARGV[1] prefix, ARGV[2] event-id dedupe TTL (s), ARGV[3] JSON array of items, ARGV[4]
--- the identity policy. Items:
+-- the identity policy, ARGV[5] campaign budgets. Items:
 --   dead letter: {tp=, o=, d=1}
 --   event:       {tp=, o=, id=, y=type, t=event ms, k={identity keys}, c=channel bit,
 --                 p=points, s={{kind, sku, location, qty, from}}, r=order id,
---                 m=amount in cents (paid, or refunded), u=order status}
+--                 m=amount in cents (paid, refunded, face value), u=order status,
+--                 g=campaign}
 -- Returns one {status, result} per item, status one of:
 --   new        first time this event is applied; result = "oneid|new_member|flags[|log]"
 --              (log: JSON list of the event's merges, refusals and unlinked identifiers)
@@ -22,6 +23,8 @@ local batch = cjson.decode(ARGV[3])
 local POLICY = cjson.decode(ARGV[4])
 local LIMIT = {}
 for _, l in ipairs(POLICY.limits) do LIMIT[l[1]] = l[2] end
+-- ARGV[5]: red-envelope budgets {campaign = {claims, cents}} (0: no limit)
+local BUDGET = cjson.decode(ARGV[5])
 local STATS = P .. 'stats'
 local OFFSETS = P .. 'offsets'
 
@@ -306,14 +309,38 @@ local function apply_order(it, oid, reserved, flags)
   end
 end
 
+-- A claim within its campaign's budget is awarded and counted against it; past either
+-- limit it is refused: recorded, not awarded.
+local function claim_awarded(it)
+  local c = P .. 'c:' .. it.g
+  local b = BUDGET[it.g]
+  if b then
+    local h = redis.call('HMGET', c, 'claims', 'cents')
+    if (b[1] > 0 and num(h[1]) + 1 > b[1]) or (b[2] > 0 and num(h[2]) + it.m > b[2]) then
+      redis.call('HINCRBY', c, 'refused', 1)
+      redis.call('HINCRBY', STATS, 'claims_refused', 1)
+      return false
+    end
+  end
+  redis.call('HINCRBY', c, 'claims', 1)
+  redis.call('HINCRBY', c, 'cents', it.m)
+  return true
+end
+
 local function apply_event(it)
   local oid, created, log = '', 0, {}
   if #it.k > 0 then oid, created, log = stitch(it) end
+  local refused = ''
+  if it.y == 'red_envelope_claim' and not claim_awarded(it) then
+    it.p = 0
+    refused = 'X'
+  end
   if it.p ~= 0 and oid ~= '' then
     redis.call('HINCRBY', P .. 'm:' .. oid, 'pts', it.p)
     redis.call('HINCRBY', STATS, 'points_total', it.p)
   end
   local flags, reserved = apply_stock(it)
+  flags = flags .. refused
   apply_order(it, oid, reserved, flags)
   redis.call('HINCRBY', STATS, 'facts', 1)
   redis.call('HINCRBY', STATS, 'type:' .. it.y, 1)

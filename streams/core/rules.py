@@ -59,6 +59,34 @@ class IdentityPolicy:
         return {"limits": [list(pair) for pair in self.limits], "review": list(self.review)}
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A red-envelope campaign's budget: claims and face value in cents (0: no limit).
+    Enforced atomically in ``connectors/lua/apply_batch.lua``: a claim that would pass
+    either is refused, awards nothing, and is recorded as ``claim_refused``."""
+
+    claims: int
+    amount_cents: int
+
+
+def parse_budgets(text: str) -> dict[str, Budget]:
+    """``"CMP-1=500:0,CMP-2=0:20000"`` -> budgets (count, yuan)."""
+    budgets = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        campaign, sep, limits = part.partition("=")
+        count, colon, amount = limits.partition(":")
+        try:
+            budget = Budget(int(count), int(Decimal(amount or "0") * 100))
+        except (ArithmeticError, ValueError):
+            budget = None
+        if not sep or not campaign.strip() or not colon or budget is None:
+            raise ValueError(f"campaign budget {part!r}: expected CAMPAIGN=COUNT:YUAN")
+        if budget.claims < 0 or budget.amount_cents < 0:
+            raise ValueError(f"campaign budget {part!r}: limits are not negative")
+        budgets[campaign.strip()] = budget
+    return budgets
+
+
 def by_priority(keys: tuple[str, ...]) -> tuple[str, ...]:
     """Identity keys, highest-priority kind first (stable within a kind)."""
     rank = {kind: n for n, kind in enumerate(IDENTITY_PRIORITY)}

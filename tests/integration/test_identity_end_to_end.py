@@ -75,7 +75,7 @@ def test_two_workers_converge_and_no_phone_is_kept_in_clear(
 ) -> None:
     stack = run_stack(workers=2, topic_partitions=4)
     sim, stats = run_traffic(stack, 3000, seed=21)
-    assert stats["merges"] > 50  # the two workers had real stitching to do
+    assert stats["merges"] >= 20  # the two workers had real stitching to do
 
     assert redis_grouping(stack.views) == reference_groups(sim, stack)
     assert stats.get("refusals", 0) == 0

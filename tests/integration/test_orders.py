@@ -13,6 +13,7 @@ import redis
 
 from connectors.redis_views import Outcome, RedisViews, event_item
 from streams.core.plan import EventPlan, StockOp
+from streams.core.rules import parse_budgets
 
 from .conftest import Services
 
@@ -156,3 +157,45 @@ def test_a_redelivered_status_changes_nothing(services: Services) -> None:
     assert [o.status for o in shop.views.apply(first)] == ["replay"]
     assert shop.views.stats() == stats
     assert shop.stock("SKU1", "S1") == (6, 0, 6)
+
+
+def test_red_envelopes_past_their_budget_are_refused_not_awarded(services: Services) -> None:
+    client = redis.Redis.from_url(services.redis_url)
+    budgets = parse_budgets("CMP-1=2:0,CMP-2=0:25")
+    views = RedisViews(client, prefix=f"b{uuid.uuid4().hex[:8]}:", budgets=budgets)
+
+    def claim(n: int, campaign: str, face: str) -> Outcome:
+        plan = EventPlan(
+            event_id=f"c{n}",
+            touchpoint_type="red_envelope_claim",
+            event_time=T0,
+            channel="wechat",
+            identity_keys=("unionid:u1",),
+            points=10,
+            stock=(),
+            campaign_id=campaign,
+            amount=Decimal(face),
+        )
+        return views.apply([event_item(plan, "claims/0", n)])[0]
+
+    # by count: two envelopes
+    assert [claim(n, "CMP-1", "5").claim_refused for n in range(3)] == [False, False, True]
+    # by money: 25 yuan; a 20 after a 10 would pass it, a 5 still fits
+    assert [claim(n, "CMP-2", f).claim_refused for n, f in [(3, "10"), (4, "20"), (5, "5")]] == [
+        False,
+        True,
+        False,
+    ]
+    claim(6, "CMP-3", "50")  # no budget
+    member = views.member("unionid:u1")
+    assert member is not None and member["points"] == 10 * 5
+    stats = views.stats()
+    assert (stats["claims_refused"], stats["points_total"]) == (2, 50)
+    campaign = {k.decode(): int(v) for k, v in client.hgetall(views.prefix + "c:CMP-2").items()}
+    assert campaign == {"claims": 2, "cents": 1500, "refused": 1}
+    # a redelivered refused claim stays refused and counts nothing more
+    again = views.apply([event_item(EventPlan("c2", "red_envelope_claim", T0, "wechat",
+                                              ("unionid:u1",), 10, (), campaign_id="CMP-1",
+                                              amount=Decimal("5")), "claims/0", 2)])  # fmt: skip
+    assert again[0].status == "replay" and again[0].claim_refused
+    assert views.stats() == stats

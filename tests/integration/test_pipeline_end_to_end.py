@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import fastavro
@@ -14,11 +15,12 @@ from confluent_kafka import Consumer, Producer
 from connectors.kafka import TouchpointProducer
 from schemas.codec import SINGLE_OBJECT_MAGIC
 from schemas.contract import contract
-from schemas.models import AppOrder, OrderStatus
+from schemas.models import AppOrder, OrderStatus, RedEnvelopeClaim
 from schemas.topics import topic_for
 from streams import reads
+from streams.core.rules import parse_budgets
 from streams.demo import publish, wait_accounted, wait_views
-from streams.simulate import Simulation
+from streams.simulate import Simulation, campaign_budgets
 from streams.wiring import dlq_topic, rules
 
 from ..reference import expected_from
@@ -45,8 +47,19 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -
     return got
 
 
+def unique_records(sim: Simulation) -> list:
+    """The valid records, each event once, in the order they were produced."""
+    seen: set[str] = set()
+    out = []
+    for msg in sim.messages or []:
+        if msg.record is not None and msg.record.envelope.event_id not in seen:
+            seen.add(msg.record.envelope.event_id)
+            out.append(msg.record)
+    return out
+
+
 def test_every_message_is_accounted_for_exactly(run_stack: Callable[..., Running]) -> None:
-    stack = run_stack(workers=1)
+    stack = run_stack(workers=1, campaign_budgets=campaign_budgets(1500))
     sim = Simulation(1500, seed=11, duplicate_share=0.05, malformed_share=0.04, keep_messages=True)
     endpoints = stack.endpoints
     with TouchpointProducer(endpoints.kafka_bootstrap, stack.settings.topic_prefix) as producer:
@@ -62,7 +75,6 @@ def test_every_message_is_accounted_for_exactly(run_stack: Callable[..., Running
     assert stats["duplicates"] == expected.duplicates
     assert stats["facts"] == expected.facts
     assert stats["clickhouse_rows"] == expected.facts
-    assert stats["points_total"] == expected.points_total
     assert stats["members"] == expected.members
     assert {
         k.removeprefix("type:"): v for k, v in stats.items() if k.startswith("type:")
@@ -77,22 +89,44 @@ def test_every_message_is_accounted_for_exactly(run_stack: Callable[..., Running
         reads.scalar(endpoints, "SELECT uniqExact(event_id) FROM touchpoint_facts")
         == expected.facts
     )
-    # every order status found its order; cancellations took back exactly the order's points
+    # every order status found its order; cancellations took back the order's points,
+    # refunds their share of them
     configured = rules(stack.settings)
-    granted: dict[str, int] = {}
-    cancelled: set[str] = set()
-    for msg in sim.messages:
-        if isinstance(msg.record, AppOrder):
-            granted[msg.record.order_id] = configured.points_for_payment(msg.record.paid_amount)
-        elif isinstance(msg.record, OrderStatus) and msg.record.status == "cancelled":
-            cancelled.add(msg.record.order_id)
-    assert cancelled
+    orders: dict[str, tuple[int, int]] = {}  # order -> (points, paid cents)
+    reversed_points, statuses = 0, Counter[str]()
+    claims = Counter[str]()
+    for msg in unique_records(sim):
+        if isinstance(msg, AppOrder):
+            points = configured.points_for_payment(msg.paid_amount)
+            orders[msg.order_id] = (points, int(msg.paid_amount * 100))
+        elif isinstance(msg, RedEnvelopeClaim):
+            claims[msg.campaign_id] += 1
+        elif isinstance(msg, OrderStatus):
+            statuses[msg.status.value] += 1
+            points, paid = orders[msg.order_id]
+            if msg.status == "cancelled":
+                reversed_points += points
+            elif msg.status == "refunded" and msg.refund_amount is not None:
+                reversed_points += min(points, points * int(msg.refund_amount * 100) // paid)
+    assert statuses["cancelled"] and statuses["refunded"]
     assert stats["orders"] == expected.per_type["app_order"]
-    assert stats["orders_cancelled"] == len(cancelled)
-    assert (
-        stats["orders_cancelled"] + stats["orders_fulfilled"] == expected.per_type["order_status"]
+    assert stats["orders_cancelled"] == statuses["cancelled"]
+    assert stats["orders_fulfilled"] == statuses["picked_up"] + statuses["shipped"]
+    assert stats["orders_refunded"] == statuses["refunded"]
+    assert stats["points_reversed"] == reversed_points
+    # red envelopes: CMP-1 ran out of envelopes, exactly at its budget
+    budget = parse_budgets(stack.settings.campaign_budgets)["CMP-1"].claims
+    cmp1 = {k.decode(): int(v) for k, v in stack.views.client.hgetall(
+        stack.views.prefix + "c:CMP-1").items()}  # fmt: skip
+    assert cmp1["claims"] == budget and cmp1["refused"] == claims["CMP-1"] - budget
+    assert stats["points_total"] == (
+        expected.points_total - stats["claims_refused"] * configured.red_envelope_bonus_points
     )
-    assert stats["points_reversed"] == sum(granted[o] for o in cancelled)
+    refused_facts = reads.scalar(
+        endpoints,
+        "SELECT count() FROM touchpoint_facts FINAL WHERE outcome = 'claim_refused' AND points = 0",
+    )
+    assert refused_facts == stats["claims_refused"]
     assert not list(stack.views.client.scan_iter(match=stack.views.prefix + "op:*"))
     # every malformed message is in the dead-letter topic, with its provenance
     letters = read_all(endpoints.kafka_bootstrap, dlq_topic(stack.settings), expected.malformed)

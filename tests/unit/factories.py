@@ -288,6 +288,7 @@ def full_touchpoint_fact() -> TouchpointFact:
         source_topic="omni.touchpoint.store_scan",
         source_partition=5,
         source_offset=123456789012,
+        outcome="backordered",
     )
 
 

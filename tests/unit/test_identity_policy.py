@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from schemas.models import Identifier, IdentifierKind
 from streams.core.errors import InvalidTouchpoint
 from streams.core.identity import identity_key
-from streams.core.rules import IdentityPolicy, by_priority
+from streams.core.rules import Budget, IdentityPolicy, by_priority, parse_budgets
 from streams.settings import Settings
 from streams.wiring import rules
 
@@ -90,3 +90,17 @@ def test_the_configured_blocklist_refuses_values_case_and_space_insensitively() 
         configured.extra_illegal_identifiers,
     )
     assert ok.key == "card:C1"
+
+
+def test_campaign_budgets_parse_counts_and_yuan() -> None:
+    assert parse_budgets(" CMP-1=500:0, CMP-2=0:1999.50 ") == {
+        "CMP-1": Budget(500, 0),
+        "CMP-2": Budget(0, 199950),
+    }
+    assert parse_budgets("") == {}
+
+
+@pytest.mark.parametrize("text", ["CMP-1", "CMP-1=5", "=5:0", "CMP-1=x:0", "CMP-1=-1:0"])
+def test_a_bad_campaign_budget_is_a_clear_error(text: str) -> None:
+    with pytest.raises(ValueError, match="campaign budget"):
+        parse_budgets(text)
