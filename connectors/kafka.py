@@ -267,11 +267,9 @@ class PipelineOutput:
             )
         self._out.flush()
 
-    def facts(
-        self, facts: list[dict[str, Any]], identity_events: Sequence[dict[str, Any]] = ()
-    ) -> None:
-        """Enriched facts and identity-log entries, both keyed by their event_id."""
-        for type_name, records in (("touchpoint_fact", facts), ("identity_event", identity_events)):
+    def facts(self, records_by_type: Mapping[str, Sequence[dict[str, Any]]]) -> None:
+        """Enriched facts, identity-log and ledger entries, each keyed by its event_id."""
+        for type_name, records in records_by_type.items():
             for record in records:
                 self._out.produce(
                     self.facts_topic,

@@ -4,6 +4,7 @@ trip by ``lua/apply_batch.lua``. Key layout: docs/redis-keys.md."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -13,7 +14,7 @@ import redis
 
 from connectors.errors import ViewsUnavailable
 from streams.core.plan import CHANNELS, EventPlan
-from streams.core.rules import IDENTITY_PRIORITY, Budget, IdentityPolicy
+from streams.core.rules import IDENTITY_PRIORITY, Budget, IdentityPolicy, rfm, tier_of
 
 _TRANSIENT = (
     redis.exceptions.ConnectionError,
@@ -104,6 +105,7 @@ def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
         "m": int(plan.amount * 100),
         "u": plan.order_status,
         "g": plan.campaign_id,
+        "b": 1 if plan.purchase else 0,
     }
 
 
@@ -194,6 +196,17 @@ class RedisViews:
             "identifiers": ids,
             "absorbed": absorbed,
             "points": int(fields.get("pts", 0)),
+            "tier": tier_of(int(fields.get("earned", 0))),
+            "rfm": rfm(
+                int(fields.get("f", 0)),
+                int(fields.get("mon", 0)),
+                int(fields.get("rec", 0)),
+                int(time.time() * 1000),
+            ),
+            "recent_points": [
+                dict(zip(("event_id", "rule", "points"), e.decode().split(" "), strict=True))
+                for e in self.client.lrange(self.prefix + "l:" + one_id, 0, -1)
+            ],
             "events": int(fields.get("n", 0)),
             "first_seen_ms": int(fields.get("first", 0)),
             "last_seen_ms": int(fields.get("last", 0)),

@@ -21,7 +21,7 @@ TOUCHPOINT_TYPES: tuple[str, ...] = (
     "inventory_adjustment",
 )
 #: Records the stream workers emit themselves.
-INTERNAL_TYPES: tuple[str, ...] = ("touchpoint_fact", "identity_event")
+INTERNAL_TYPES: tuple[str, ...] = ("touchpoint_fact", "identity_event", "points_entry")
 
 _COMMON = "common.avsc"
 

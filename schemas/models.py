@@ -258,6 +258,20 @@ class IdentityEvent(_Record):
     source_offset: int
 
 
+class PointsEntry(_Record):
+    """An entry of the points ledger (see ``points_entry.avsc``)."""
+
+    event_id: str
+    rule: str
+    one_id: str
+    points: int
+    event_time: datetime
+    processed_time: datetime
+    source_topic: str
+    source_partition: int
+    source_offset: int
+
+
 Touchpoint = (
     StoreScan | LivestreamClick | RedEnvelopeClaim | AppOrder | OrderStatus | InventoryAdjustment
 )
@@ -272,6 +286,7 @@ MODELS: dict[str, type[_Record]] = {
     "inventory_adjustment": InventoryAdjustment,
     "touchpoint_fact": TouchpointFact,
     "identity_event": IdentityEvent,
+    "points_entry": PointsEntry,
 }
 
 

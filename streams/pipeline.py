@@ -99,8 +99,33 @@ def identity_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datet
             "source_partition": msg.partition,
             "source_offset": msg.offset,
         }
-        for seq, change in enumerate(outcome.identity_log)
+        for seq, change in enumerate(c for c in outcome.identity_log if c.action != "points")
     ]
+
+
+def ledger_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) -> list[dict]:
+    """The points the event earned, and what its order status took back (from the log)."""
+    base = {
+        "event_time": plan.event_time,
+        "processed_time": now,
+        "source_topic": msg.topic,
+        "source_partition": msg.partition,
+        "source_offset": msg.offset,
+    }
+    entries = []
+    if plan.points and outcome.one_id and not outcome.claim_refused:
+        rule = f"earn:{plan.touchpoint_type}"
+        entries.append(
+            {**base, "event_id": plan.event_id, "rule": rule, "one_id": outcome.one_id,
+             "points": plan.points}
+        )  # fmt: skip
+    for change in outcome.identity_log:
+        if change.action == "points":  # other: the status event that took them back
+            entries.append(
+                {**base, "event_id": change.other, "rule": change.reason,
+                 "one_id": change.one_id, "points": change.points}
+            )  # fmt: skip
+    return entries
 
 
 class TouchpointPipeline:
@@ -176,13 +201,16 @@ class TouchpointPipeline:
         if dead:
             self.output.dead_letters(dead, now)
         outcomes = self.views.apply(items)
-        facts, identity = [], []
+        facts, identity, ledger = [], [], []
         for msg, plan, outcome in zip(batch, plans, outcomes, strict=True):
             if plan is not None and outcome.emits_fact:
                 facts.append(fact_record(plan, outcome, msg, now))
                 identity.extend(identity_records(plan, outcome, msg, now))
+                ledger.extend(ledger_records(plan, outcome, msg, now))
         if facts:
-            self.output.facts(facts, identity)
+            self.output.facts(
+                {"touchpoint_fact": facts, "identity_event": identity, "points_entry": ledger}
+            )
         return BatchReport(len(batch), Counter(o.status for o in outcomes), len(facts), len(dead))
 
     def process_until_done(

@@ -40,6 +40,7 @@ log = logging.getLogger("omni.sink")
 TABLES: dict[str, str] = {
     "touchpoint_fact": "touchpoint_facts",
     "identity_event": "identity_events",
+    "points_entry": "points_ledger",
 }
 COLUMNS: dict[str, tuple[str, ...]] = {
     type_name: tuple(f["name"] for f in contract().schema(type_name).parsed["fields"])

@@ -7,7 +7,7 @@
 --   event:       {tp=, o=, id=, y=type, t=event ms, k={identity keys}, c=channel bit,
 --                 p=points, s={{kind, sku, location, qty, from}}, r=order id,
 --                 m=amount in cents (paid, refunded, face value), u=order status,
---                 g=campaign}
+--                 g=campaign, b=1 if a purchase}
 -- Returns one {status, result} per item, status one of:
 --   new        first time this event is applied; result = "oneid|new_member|flags[|log]"
 --              (log: JSON list of the event's merges, refusals and unlinked identifiers)
@@ -54,6 +54,14 @@ end
 
 local function num(v) return tonumber(v) or 0 end
 
+-- The points ledger: every change of a balance is an entry with a unique reference
+-- (event, rule). The full ledger goes to ClickHouse; Redis keeps the newest RECENT.
+local RECENT = 5
+local function ledger(oid, event_id, rule, delta)
+  redis.call('LPUSH', P .. 'l:' .. oid, event_id .. ' ' .. rule .. ' ' .. delta)
+  redis.call('LTRIM', P .. 'l:' .. oid, 0, RECENT - 1)
+end
+
 local function keys_of(oid) return redis.call('SMEMBERS', P .. 'mi:' .. oid) end
 
 local function kind_counts(keys)
@@ -82,14 +90,24 @@ local function merge(absorbed, survivor, kept, moved)
     redis.call('SET', P .. 'i:' .. k, survivor)
     redis.call('SADD', P .. 'mi:' .. survivor, k)
   end
-  local a = redis.call('HMGET', ma, 'first', 'last', 'pts', 'ch', 'n')
-  local s = redis.call('HMGET', ms, 'first', 'last', 'pts', 'ch', 'n')
+  local a = redis.call('HMGET', ma, 'first', 'last', 'pts', 'ch', 'n', 'earned', 'f', 'mon', 'rec')
+  local s = redis.call('HMGET', ms, 'first', 'last', 'pts', 'ch', 'n', 'earned', 'f', 'mon', 'rec')
   redis.call('HSET', ms,
     'first', math.min(num(a[1]), num(s[1])),
     'last', math.max(num(a[2]), num(s[2])),
     'pts', num(a[3]) + num(s[3]),
     'ch', bit.bor(num(a[4]), num(s[4])),
-    'n', num(a[5]) + num(s[5]))
+    'n', num(a[5]) + num(s[5]),
+    'earned', num(a[6]) + num(s[6]),
+    'f', num(a[7]) + num(s[7]),
+    'mon', num(a[8]) + num(s[8]),
+    'rec', math.max(num(a[9]), num(s[9])))
+  local recent = redis.call('LRANGE', P .. 'l:' .. absorbed, 0, -1)
+  if #recent > 0 then
+    redis.call('RPUSH', P .. 'l:' .. survivor, unpack(recent))
+    redis.call('LTRIM', P .. 'l:' .. survivor, 0, RECENT - 1)
+    redis.call('DEL', P .. 'l:' .. absorbed)
+  end
   -- the survivor remembers every OneID it absorbed (erasure must find them)
   redis.call('SADD', P .. 'ma:' .. survivor, absorbed)
   if redis.call('EXISTS', P .. 'ma:' .. absorbed) == 1 then
@@ -236,7 +254,7 @@ end
 -- Orders (docs/redis-keys.md `o:`): what an order holds, so its later statuses can
 -- undo or complete it. A status that arrives before its order (another topic, another
 -- partition) waits in `op:<order>` and is applied when the order arrives.
-local function apply_status(order_id, status, refund_cents)
+local function apply_status(order_id, status, refund_cents, event_id, log)
   local o = P .. 'o:' .. order_id
   local h = redis.call('HMGET', o, 'oid', 'pts', 'paid', 'state', 'rev', 'lines')
   local oid, pts, paid, state, rev = h[1], num(h[2]), num(h[3]), h[4], num(h[5])
@@ -249,7 +267,13 @@ local function apply_status(order_id, status, refund_cents)
     if redis.call('EXISTS', m) == 1 then
       -- a balance never goes below zero: what cannot be taken back is counted
       local take = math.min(amount, num(redis.call('HGET', m, 'pts')))
-      if take > 0 then redis.call('HINCRBY', m, 'pts', -take) end
+      if take > 0 then
+        redis.call('HINCRBY', m, 'pts', -take)
+        local rule = 'reverse:' .. status
+        ledger(live, event_id, rule, -take)
+        log[#log + 1] = {action = 'points', one_id = live, other = event_id, reason = rule,
+                         kept = {}, moved = {}, points = -take}
+      end
       if take < amount then redis.call('HINCRBY', STATS, 'points_unrecovered', amount - take) end
     end
     rev = rev + amount
@@ -283,7 +307,7 @@ local function apply_status(order_id, status, refund_cents)
   end
 end
 
-local function apply_order(it, oid, reserved, flags)
+local function apply_order(it, oid, reserved, flags, log)
   if it.y == 'app_order' then
     local o = P .. 'o:' .. it.r
     local lines = {}
@@ -296,14 +320,14 @@ local function apply_order(it, oid, reserved, flags)
     local waiting = redis.call('LRANGE', P .. 'op:' .. it.r, 0, -1)
     for _, w in ipairs(waiting) do
       local st = cjson.decode(w)
-      apply_status(it.r, st[1], st[2])
+      apply_status(it.r, st[1], st[2], st[3], log)
     end
     if #waiting > 0 then redis.call('DEL', P .. 'op:' .. it.r) end
   elseif it.y == 'order_status' then
     if redis.call('EXISTS', P .. 'o:' .. it.r) == 1 then
-      apply_status(it.r, it.u, it.m)
+      apply_status(it.r, it.u, it.m, it.id, log)
     else
-      redis.call('RPUSH', P .. 'op:' .. it.r, cjson.encode({it.u, it.m}))
+      redis.call('RPUSH', P .. 'op:' .. it.r, cjson.encode({it.u, it.m, it.id}))
       redis.call('HINCRBY', STATS, 'statuses_early', 1)
     end
   end
@@ -335,13 +359,25 @@ local function apply_event(it)
     it.p = 0
     refused = 'X'
   end
-  if it.p ~= 0 and oid ~= '' then
-    redis.call('HINCRBY', P .. 'm:' .. oid, 'pts', it.p)
-    redis.call('HINCRBY', STATS, 'points_total', it.p)
+  if oid ~= '' then
+    local m = P .. 'm:' .. oid
+    if it.p ~= 0 then
+      redis.call('HINCRBY', m, 'pts', it.p)
+      redis.call('HINCRBY', m, 'earned', it.p)
+      redis.call('HINCRBY', STATS, 'points_total', it.p)
+      ledger(oid, it.id, 'earn:' .. it.y, it.p)
+    end
+    -- RFM: a purchase counts for frequency, monetary (cents) and recency
+    if it.b == 1 then
+      redis.call('HINCRBY', m, 'f', 1)
+      redis.call('HINCRBY', m, 'mon', it.m)
+      local rec = num(redis.call('HGET', m, 'rec'))
+      if it.t > rec then redis.call('HSET', m, 'rec', it.t) end
+    end
   end
   local flags, reserved = apply_stock(it)
   flags = flags .. refused
-  apply_order(it, oid, reserved, flags)
+  apply_order(it, oid, reserved, flags, log)
   redis.call('HINCRBY', STATS, 'facts', 1)
   redis.call('HINCRBY', STATS, 'type:' .. it.y, 1)
   local res = oid .. '|' .. created .. '|' .. flags

@@ -13,7 +13,7 @@ for _, k in ipairs(keys) do
 end
 local pts = tonumber(redis.call('HGET', P .. 'm:' .. oid, 'pts') or '0')
 for _, a in ipairs(absorbed) do redis.call('DEL', P .. 'm:' .. a) end
-redis.call('DEL', P .. 'm:' .. oid, P .. 'mi:' .. oid, P .. 'ma:' .. oid)
+redis.call('DEL', P .. 'm:' .. oid, P .. 'mi:' .. oid, P .. 'ma:' .. oid, P .. 'l:' .. oid)
 redis.call('HINCRBY', STATS, 'members', -1)
 redis.call('HINCRBY', STATS, 'erasures', 1)
 local record = cjson.encode({one_id = oid, absorbed = absorbed, identifiers = #keys,

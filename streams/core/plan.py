@@ -59,6 +59,8 @@ class EventPlan:
     amount: Decimal = Decimal("0.00")
     #: order_status only: paid | cancelled | refunded | picked_up | shipped
     order_status: str = ""
+    #: a purchase (a store checkout, an app order): counts for recency/frequency/monetary
+    purchase: bool = False
 
 
 def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) -> EventPlan:
@@ -99,6 +101,7 @@ def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) 
                 store_id=record.store_id,
                 quantity=sum(ln.quantity for ln in record.lines),
                 amount=record.paid_amount,
+                purchase=record.scan_kind == ScanKind.checkout,
             )
         case LivestreamClick():
             return EventPlan(
@@ -128,6 +131,7 @@ def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) 
                 order_id=record.order_id,
                 quantity=sum(ln.quantity for ln in record.lines),
                 amount=record.paid_amount,
+                purchase=True,
             )
         case OrderStatus():
             return EventPlan(

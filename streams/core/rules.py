@@ -112,3 +112,26 @@ class Rules:
         """Points per *whole* yuan paid: 129.90 yuan at 1 point/yuan earns 129."""
         whole = paid.to_integral_value(rounding=ROUND_FLOOR)
         return int(whole) * self.points_per_yuan
+
+
+#: Tiers by lifetime points earned (never lowered by spending or reversals), highest first.
+TIERS: tuple[tuple[int, str], ...] = ((5000, "gold"), (1000, "silver"), (0, "bronze"))
+#: Purchase-frequency segments: at least this many purchases, highest first.
+SEGMENTS: tuple[tuple[int, str], ...] = ((5, "high"), (2, "medium"), (0, "low"))
+
+
+def tier_of(earned: int) -> str:
+    return next(name for floor, name in TIERS if earned >= floor)
+
+
+def rfm(purchases: int, spent_cents: int, last_purchase_ms: int, now_ms: int) -> dict:
+    """Recency (days since the last purchase, None if none), frequency, monetary (yuan)
+    and the frequency segment of a member."""
+    return {
+        "recency_days": None
+        if not last_purchase_ms
+        else max(0, (now_ms - last_purchase_ms) // 86_400_000),
+        "frequency": purchases,
+        "monetary": str(Decimal(spent_cents) / 100),
+        "segment": next(name for floor, name in SEGMENTS if purchases >= floor),
+    }

@@ -57,6 +57,7 @@ class Shop:
                 stock=held,
                 order_id=order_id,
                 amount=Decimal(paid),
+                purchase=True,
             )
         )
 
@@ -199,3 +200,27 @@ def test_red_envelopes_past_their_budget_are_refused_not_awarded(services: Servi
                                               amount=Decimal("5")), "claims/0", 2)])  # fmt: skip
     assert again[0].status == "replay" and again[0].claim_refused
     assert views.stats() == stats
+
+
+def test_the_ledger_and_the_member_view_follow_every_change(services: Services) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "WH", 100)
+    shop.order("ORD1", "800.00", ("SKU1", "WH", 1))
+    shop.order("ORD2", "400.00", ("SKU1", "WH", 1))
+    shop.status("ORD1", "shipped")
+    out = shop.status("ORD1", "refunded", "200.00")
+    # the reversal is in the event's log, as a ledger entry of that status event
+    assert [(c.action, c.other, c.reason, c.points) for c in out.identity_log] == [
+        ("points", "e5", "reverse:refunded", -200)
+    ]
+    member = shop.views.member("card:C1")
+    assert member is not None
+    assert member["points"] == 1000
+    assert member["tier"] == "silver"  # by lifetime points earned: 1200
+    assert (member["rfm"]["frequency"], member["rfm"]["monetary"]) == (2, "1200")
+    assert member["rfm"]["segment"] == "medium"
+    assert member["recent_points"] == [
+        {"event_id": "e5", "rule": "reverse:refunded", "points": "-200"},
+        {"event_id": "e3", "rule": "earn:app_order", "points": "400"},
+        {"event_id": "e2", "rule": "earn:app_order", "points": "800"},
+    ]

@@ -122,6 +122,17 @@ def test_every_message_is_accounted_for_exactly(run_stack: Callable[..., Running
     assert stats["points_total"] == (
         expected.points_total - stats["claims_refused"] * configured.red_envelope_bonus_points
     )
+    # the ledger in ClickHouse adds up to the balances: earned minus taken back
+    balance = stats["points_total"] - stats["points_reversed"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # its rows may trail the facts by a sink batch
+        ledger = reads.scalar(endpoints, "SELECT sum(points) FROM points_ledger FINAL")
+        if ledger == balance:
+            break
+        time.sleep(0.5)
+    assert ledger == balance
+    entries = reads.scalar(endpoints, "SELECT count() FROM points_ledger FINAL")
+    assert entries > stats["orders"]
     refused_facts = reads.scalar(
         endpoints,
         "SELECT count() FROM touchpoint_facts FINAL WHERE outcome = 'claim_refused' AND points = 0",

@@ -32,6 +32,7 @@ from schemas.models import (
     OrderStatus,
     OrderStatusKind,
     PaymentMethod,
+    PointsEntry,
     RedEnvelopeClaim,
     ScanKind,
     StoreScan,
@@ -387,6 +388,20 @@ def minimal_identity_event() -> IdentityEvent:
     )
 
 
+def full_points_entry() -> PointsEntry:
+    return PointsEntry(
+        event_id="evt-full-0001",
+        rule="reverse:refunded",
+        one_id="O42",
+        points=-58,
+        event_time=datetime(2024, 6, 1, 11, 55, 0, 123000, tzinfo=UTC),
+        processed_time=datetime(2024, 6, 1, 11, 55, 2, 9000, tzinfo=UTC),
+        source_topic="omni.touchpoint.order_status",
+        source_partition=5,
+        source_offset=123456789012,
+    )
+
+
 FULL: dict[str, Callable[[], Any]] = {
     "store_scan": full_store_scan,
     "livestream_click": full_livestream_click,
@@ -396,6 +411,7 @@ FULL: dict[str, Callable[[], Any]] = {
     "inventory_adjustment": full_inventory_adjustment,
     "touchpoint_fact": full_touchpoint_fact,
     "identity_event": full_identity_event,
+    "points_entry": full_points_entry,
 }
 MINIMAL: dict[str, Callable[[], Any]] = {
     "store_scan": minimal_store_scan,
@@ -406,4 +422,5 @@ MINIMAL: dict[str, Callable[[], Any]] = {
     "inventory_adjustment": minimal_inventory_adjustment,
     "touchpoint_fact": minimal_touchpoint_fact,
     "identity_event": minimal_identity_event,
+    "points_entry": full_points_entry,
 }

@@ -30,7 +30,7 @@ from schemas.models import MODELS, IdentifierKind
 
 from .factories import FULL, MINIMAL
 
-ALL_TYPES = (*TOUCHPOINT_TYPES, "touchpoint_fact", "identity_event")
+ALL_TYPES = (*TOUCHPOINT_TYPES, "touchpoint_fact", "identity_event", "points_entry")
 _PRIMITIVES: dict[str, type] = {
     "string": str,
     "boolean": bool,
@@ -268,6 +268,7 @@ def test_every_enum_and_record_is_visited() -> None:
         "InventoryAdjustment",
         "TouchpointFact",
         "IdentityEvent",
+        "PointsEntry",
         "Envelope",
         "Identifier",
         "Consent",
@@ -307,6 +308,7 @@ def test_every_enum_and_record_is_visited() -> None:
         ("inventory_adjustment", []),
         ("touchpoint_fact", ["TouchpointFact.amount"]),
         ("identity_event", []),
+        ("points_entry", []),
     ],
 )
 def test_decimal_fields_are_found(type_name: str, decimals: list[str]) -> None:
@@ -572,6 +574,7 @@ def test_encoded_message_starts_with_magic_and_fingerprint(type_name: str) -> No
         ("inventory_adjustment", "omni.touchpoint.InventoryAdjustment"),
         ("touchpoint_fact", "omni.fact.TouchpointFact"),
         ("identity_event", "omni.fact.IdentityEvent"),
+        ("points_entry", "omni.fact.PointsEntry"),
     ],
 )
 def test_full_names(type_name: str, full_name: str) -> None:
@@ -597,4 +600,7 @@ def test_unknown_type_name_is_a_key_error_listing_the_known_ones() -> None:
     with pytest.raises(KeyError) as info:
         contract().schema("loyalty_points")
     assert "unknown event type 'loyalty_points'" in str(info.value)
-    assert "app_order, identity_event, inventory_adjustment" in str(info.value)
+    assert (
+        "app_order, identity_event, inventory_adjustment, livestream_click, order_status, "
+        "points_entry" in str(info.value)
+    )

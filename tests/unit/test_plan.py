@@ -75,6 +75,7 @@ def test_store_scan_checkout() -> None:
         store_id="S001",
         quantity=3,
         amount=Decimal("129.90"),
+        purchase=True,
     )
 
 
@@ -122,6 +123,7 @@ def test_pickup_order_reserves_at_the_pickup_store() -> None:
         order_id="ORD-0001",
         quantity=5,
         amount=Decimal("117.00"),
+        purchase=True,
     )
 
 
