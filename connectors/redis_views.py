@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -14,7 +13,7 @@ import redis
 
 from connectors.errors import ViewsUnavailable
 from streams.core.plan import CHANNELS, EventPlan
-from streams.core.rules import IDENTITY_PRIORITY, Budget, IdentityPolicy, rfm, tier_of
+from streams.core.rules import IDENTITY_PRIORITY, IdentityPolicy, PointsPolicy, rfm, tier_of
 
 _TRANSIENT = (
     redis.exceptions.ConnectionError,
@@ -58,6 +57,10 @@ def _change(entry: dict[str, Any]) -> IdentityChange:
     )
 
 
+#: log entries about the identity graph (the rest: points, attribution)
+IDENTITY_ACTIONS = frozenset({"merge", "refused", "not_linked"})
+
+
 @dataclass(frozen=True)
 class Outcome:
     #: new | duplicate | replay | replay_expired | dead | replay_dead (see apply_batch.lua);
@@ -67,7 +70,13 @@ class Outcome:
     new_member: bool = False
     backordered: bool = False
     claim_refused: bool = False
+    #: points the event earned (after tier and campaign multipliers; 0 if refused)
+    points: int = 0
     identity_log: tuple[IdentityChange, ...] = ()
+
+    @property
+    def attribution(self) -> str:
+        return next((c.reason for c in self.identity_log if c.action == "attributed"), "")
 
     @property
     def emits_fact(self) -> bool:
@@ -85,9 +94,9 @@ def _parse(status: bytes | str, result: bytes | str) -> Outcome:
     text = result.decode() if isinstance(result, bytes) else result
     if not text:
         return Outcome("replay_expired" if status == "replay" else status)
-    one_id, created, flags, *log = text.split("|", 3)
+    one_id, created, flags, points, *log = text.split("|", 4)
     changes = tuple(_change(e) for e in json.loads(log[0])) if log else ()
-    return Outcome(status, one_id, created == "1", "B" in flags, "X" in flags, changes)
+    return Outcome(status, one_id, created == "1", "B" in flags, "X" in flags, int(points), changes)
 
 
 def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
@@ -106,6 +115,9 @@ def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
         "u": plan.order_status,
         "g": plan.campaign_id,
         "b": 1 if plan.purchase else 0,
+        "L": list(plan.candidates),
+        "h": plan.touch,
+        "H": 1 if plan.pickup else 0,
     }
 
 
@@ -120,15 +132,13 @@ class RedisViews:
         prefix: str = "omni:",
         dedupe_ttl_s: int = 7 * 24 * 3600,
         policy: IdentityPolicy | None = None,
-        budgets: Mapping[str, Budget] | None = None,
+        points: PointsPolicy | None = None,
     ):
         self.client = client
         self.prefix = prefix
         self.dedupe_ttl_s = dedupe_ttl_s
         self.policy = json.dumps((policy or IdentityPolicy()).as_script_argument())
-        self.budgets = json.dumps(
-            {c: [b.claims, b.amount_cents] for c, b in (budgets or {}).items()}
-        )
+        self.config = json.dumps((points or PointsPolicy()).as_script_argument())
         lua = resources.files("connectors").joinpath("lua")
         self._apply = client.register_script(lua.joinpath("apply_batch.lua").read_text("utf-8"))
         self._forget = client.register_script(lua.joinpath("forget.lua").read_text("utf-8"))
@@ -140,15 +150,16 @@ class RedisViews:
         )
         return cls(client, **kwargs)
 
-    def apply(self, items: list[dict[str, Any]]) -> list[Outcome]:
-        """Apply a batch atomically: one round trip, whatever its size."""
+    def apply(self, items: list[dict[str, Any]], now_ms: int | None = None) -> list[Outcome]:
+        """Apply a batch atomically: one round trip, whatever its size. ``now_ms``: the
+        worker's clock, for pick-up holds that lapse."""
         if not items:
             return []
         payload = json.dumps(items, separators=(",", ":"))
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        args = [self.prefix, self.dedupe_ttl_s, payload, self.policy, self.config, now_ms]
         try:
-            raw = self._apply(
-                args=[self.prefix, self.dedupe_ttl_s, payload, self.policy, self.budgets]
-            )
+            raw = self._apply(args=args)
         except _TRANSIENT as exc:
             raise ViewsUnavailable(f"redis: {exc}") from exc
         return [_parse(s, r) for s, r in raw]

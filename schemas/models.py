@@ -237,6 +237,7 @@ class TouchpointFact(_Record):
     source_partition: int
     source_offset: int
     outcome: str = ""
+    attribution: str = ""
 
 
 class IdentityEvent(_Record):

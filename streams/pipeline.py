@@ -27,7 +27,13 @@ from connectors.kafka import (
     PipelineOutput,
     describe_validation_error,
 )
-from connectors.redis_views import Outcome, RedisViews, dead_item, event_item
+from connectors.redis_views import (
+    IDENTITY_ACTIONS,
+    Outcome,
+    RedisViews,
+    dead_item,
+    event_item,
+)
 from schemas.codec import DecodeError, SchemaResolver, decode
 from schemas.models import MODELS
 from streams.core.errors import InvalidTouchpoint
@@ -70,13 +76,14 @@ def fact_record(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) 
         "room_id": plan.room_id,
         "quantity": plan.quantity,
         "amount": plan.amount,
-        "points": 0 if outcome.claim_refused else plan.points,
+        "points": outcome.points,
         "source_topic": msg.topic,
         "source_partition": msg.partition,
         "source_offset": msg.offset,
         "outcome": "claim_refused"
         if outcome.claim_refused
         else ("backordered" if outcome.backordered else ""),
+        "attribution": outcome.attribution,
     }
 
 
@@ -99,12 +106,14 @@ def identity_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datet
             "source_partition": msg.partition,
             "source_offset": msg.offset,
         }
-        for seq, change in enumerate(c for c in outcome.identity_log if c.action != "points")
+        for seq, change in enumerate(
+            c for c in outcome.identity_log if c.action in IDENTITY_ACTIONS
+        )
     ]
 
 
 def ledger_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) -> list[dict]:
-    """The points the event earned, and what its order status took back (from the log)."""
+    """The points the event earned, and what it took back or let lapse (from the log)."""
     base = {
         "event_time": plan.event_time,
         "processed_time": now,
@@ -113,11 +122,11 @@ def ledger_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetim
         "source_offset": msg.offset,
     }
     entries = []
-    if plan.points and outcome.one_id and not outcome.claim_refused:
+    if outcome.points and outcome.one_id:
         rule = f"earn:{plan.touchpoint_type}"
         entries.append(
             {**base, "event_id": plan.event_id, "rule": rule, "one_id": outcome.one_id,
-             "points": plan.points}
+             "points": outcome.points}
         )  # fmt: skip
     for change in outcome.identity_log:
         if change.action == "points":  # other: the status event that took them back
@@ -200,7 +209,7 @@ class TouchpointPipeline:
             self.guard.check(len(batch), len(dead))
         if dead:
             self.output.dead_letters(dead, now)
-        outcomes = self.views.apply(items)
+        outcomes = self.views.apply(items, int(now.timestamp() * 1000))
         facts, identity, ledger = [], [], []
         for msg, plan, outcome in zip(batch, plans, outcomes, strict=True):
             if plan is not None and outcome.emits_fact:

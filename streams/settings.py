@@ -73,6 +73,35 @@ class Settings(BaseSettings):
     # Points
     points_per_yuan: int = Field(1, ge=0, description="Points per whole yuan paid")
     red_envelope_bonus_points: int = Field(10, ge=0, description="Points for a red-envelope claim")
+    delivery_locations: str = Field(
+        "WH-EAST=31.23:121.47,WH-NORTH=39.90:116.40",
+        description="Where delivery orders ship from, NAME=LAT:LON,...: nearest with stock",
+    )
+    earn_rates: str = Field(
+        "",
+        description="Points per yuan by TYPE@CHANNEL, TYPE or CHANNEL (e.g. app_order=2,"
+        "store=1.5); others earn OMNI_POINTS_PER_YUAN",
+    )
+    tier_multipliers: str = Field(
+        "", description="Earned points x the member's tier: silver=1.2,gold=1.5 (others 1)"
+    )
+    campaign_multipliers: str = Field(
+        "", description="Earned points x the campaign's, for orders its red envelopes brought"
+    )
+    points_overdraft: int = Field(
+        0, ge=0, description="How far a reversal may take a balance below zero"
+    )
+    points_expiry_days: int = Field(
+        0, ge=0, description="A balance untouched this many days lapses (0: never)"
+    )
+    pickup_hold_hours: int = Field(
+        72, ge=1, description="A pick-up reservation is released after this many hours"
+    )
+    attribution_window_s: int = Field(
+        24 * 3600,
+        ge=0,
+        description="An app order is attributed to the member's last touch this recent",
+    )
     campaign_budgets: str = Field(
         "",
         description="Red-envelope budgets CAMPAIGN=COUNT:YUAN,... (0: no limit); claims past "
@@ -93,10 +122,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _identity_policy_parses(self) -> Settings:
-        from streams.core.rules import IdentityPolicy, parse_budgets
+        from streams.core.rules import (
+            IdentityPolicy,
+            parse_budgets,
+            parse_locations,
+            parse_rates,
+        )
 
         IdentityPolicy.parse(self.identity_limits, self.identity_review_kinds)
         parse_budgets(self.campaign_budgets)
+        parse_locations(self.delivery_locations)
+        parse_rates(self.earn_rates, "earn rate")
+        parse_rates(self.tier_multipliers, "tier multiplier")
+        parse_rates(self.campaign_multipliers, "campaign multiplier")
         return self
 
     def topic(self, name: str) -> str:

@@ -12,7 +12,14 @@ from connectors.redis_views import RedisViews
 from schemas.codec import SchemaResolver
 from schemas.topics import DLQ_SUFFIX, FACTS_SUFFIX, input_topics
 from streams.core.guard import InvalidShareGuard
-from streams.core.rules import IdentityPolicy, Rules, parse_budgets
+from streams.core.rules import (
+    IdentityPolicy,
+    PointsPolicy,
+    Rules,
+    parse_budgets,
+    parse_locations,
+    parse_rates,
+)
 from streams.endpoints import Endpoints
 from streams.pipeline import TouchpointPipeline
 from streams.settings import Settings
@@ -41,6 +48,20 @@ def rules(settings: Settings) -> Rules:
             v.strip() for v in settings.identifier_blocklist.split(",") if v.strip()
         ),
         identity=identity_policy(settings),
+        delivery_locations=parse_locations(settings.delivery_locations),
+        earn_rates=parse_rates(settings.earn_rates, "earn rate"),
+    )
+
+
+def points_policy(settings: Settings) -> PointsPolicy:
+    return PointsPolicy(
+        budgets=parse_budgets(settings.campaign_budgets),
+        attribution_window_s=settings.attribution_window_s,
+        tier_multipliers=parse_rates(settings.tier_multipliers, "tier multiplier"),
+        campaign_multipliers=parse_rates(settings.campaign_multipliers, "campaign multiplier"),
+        overdraft=settings.points_overdraft,
+        expiry_days=settings.points_expiry_days,
+        pickup_hold_hours=settings.pickup_hold_hours,
     )
 
 
@@ -66,7 +87,7 @@ def views(settings: Settings, endpoints: Endpoints) -> RedisViews:
         prefix=f"{settings.topic_prefix}:",
         dedupe_ttl_s=settings.dedupe_ttl_s,
         policy=identity_policy(settings),
-        budgets=parse_budgets(settings.campaign_budgets),
+        points=points_policy(settings),
     )
 
 

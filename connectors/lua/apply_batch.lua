@@ -7,10 +7,13 @@
 --   event:       {tp=, o=, id=, y=type, t=event ms, k={identity keys}, c=channel bit,
 --                 p=points, s={{kind, sku, location, qty, from}}, r=order id,
 --                 m=amount in cents (paid, refunded, face value), u=order status,
---                 g=campaign, b=1 if a purchase}
+--                 g=campaign, b=1 if a purchase, L=candidate locations nearest first,
+--                 h=the touch this event is (livestream:<room>, red_envelope:<c>, guide:<id>),
+--                 H=1 for a pick-up order}
 -- Returns one {status, result} per item, status one of:
---   new        first time this event is applied; result = "oneid|new_member|flags[|log]"
---              (log: JSON list of the event's merges, refusals and unlinked identifiers)
+--   new        first time this event is applied; result = "oneid|new_member|flags|points[|log]"
+--              (points: awarded; log: JSON list of the event's merges, refusals, unlinked
+--              identifiers, points taken back or lapsed, attribution)
 --   duplicate  event_id already applied from another offset (a re-sent event): no effect
 --   replay     this very offset was applied before (redelivery): no effect, first result
 --   dead       a dead letter counted;  replay_dead: counted before
@@ -23,8 +26,15 @@ local batch = cjson.decode(ARGV[3])
 local POLICY = cjson.decode(ARGV[4])
 local LIMIT = {}
 for _, l in ipairs(POLICY.limits) do LIMIT[l[1]] = l[2] end
--- ARGV[5]: red-envelope budgets {campaign = {claims, cents}} (0: no limit)
-local BUDGET = cjson.decode(ARGV[5])
+-- ARGV[5]: the points and stock rules of streams/core/rules.py: {budgets = {campaign =
+-- {claims, cents}} (0: no limit), window_ms (attribution), tiers = {{floor, name, mult}}
+-- highest first, campaign_mult = {campaign = mult}, overdraft, expiry_ms (0: never),
+-- hold_ms (pick-up reservations)}
+local CONFIG = cjson.decode(ARGV[5])
+local BUDGET = CONFIG.budgets
+local WINDOW = CONFIG.window_ms
+-- ARGV[6]: now (ms, the worker's clock): pick-up holds older than this expire
+local NOW = tonumber(ARGV[6])
 local STATS = P .. 'stats'
 local OFFSETS = P .. 'offsets'
 
@@ -102,6 +112,12 @@ local function merge(absorbed, survivor, kept, moved)
     'f', num(a[7]) + num(s[7]),
     'mon', num(a[8]) + num(s[8]),
     'rec', math.max(num(a[9]), num(s[9])))
+  -- the later of the two last touches stays the member's last touch
+  local acts = redis.call('HMGET', ma, 'act')
+  if num(acts[1]) > num(redis.call('HGET', ms, 'act')) then redis.call('HSET', ms, 'act', acts[1]) end
+  local ta = redis.call('HMGET', ma, 'lt', 'lts')
+  local ts = redis.call('HMGET', ms, 'lt', 'lts')
+  if ta[1] and num(ta[2]) > num(ts[2]) then redis.call('HSET', ms, 'lt', ta[1], 'lts', ta[2]) end
   local recent = redis.call('LRANGE', P .. 'l:' .. absorbed, 0, -1)
   if #recent > 0 then
     redis.call('RPUSH', P .. 'l:' .. survivor, unpack(recent))
@@ -229,26 +245,39 @@ local function apply_stock(it)
       take(stock_key(sku, op[5]), q)
       redis.call('HINCRBY', key, 'on_hand', q)
     elseif kind == 'reserve' then
-      reserve[#reserve + 1] = {key, q}
+      reserve[#reserve + 1] = {sku, loc, q}
     end
   end
+  local held = {}
   if #reserve > 0 then
-    -- all lines of an order are reserved, or none: available never goes negative
-    local ok = true
-    for _, r in ipairs(reserve) do
-      local h = redis.call('HMGET', r[1], 'on_hand', 'reserved')
-      if num(h[1]) - num(h[2]) < r[2] then ok = false end
+    -- All lines of an order are reserved at one location, or none: available never goes
+    -- negative. A delivery order names candidate locations nearest first (it.L): the
+    -- first that can serve every line gets it.
+    local places = it.L
+    if places == nil or #places == 0 then places = {reserve[1][2]} end
+    local chosen = nil
+    for _, place in ipairs(places) do
+      local ok = true
+      for _, r in ipairs(reserve) do
+        local h = redis.call('HMGET', stock_key(r[1], place), 'on_hand', 'reserved')
+        if num(h[1]) - num(h[2]) < r[3] then ok = false; break end
+      end
+      if ok then chosen = place; break end
     end
-    if ok then
-      for _, r in ipairs(reserve) do redis.call('HINCRBY', r[1], 'reserved', r[2]) end
+    if chosen then
+      for _, r in ipairs(reserve) do
+        local key = stock_key(r[1], chosen)
+        redis.call('HINCRBY', key, 'reserved', r[3])
+        held[#held + 1] = {key, r[3]}
+      end
       redis.call('HINCRBY', STATS, 'reservations', 1)
+      if chosen ~= places[1] then redis.call('HINCRBY', STATS, 'reserved_further', 1) end
     else
       flags = flags .. 'B'
       redis.call('HINCRBY', STATS, 'backorders', 1)
-      reserve = {}
     end
   end
-  return flags, reserve
+  return flags, held
 end
 
 -- Orders (docs/redis-keys.md `o:`): what an order holds, so its later statuses can
@@ -265,8 +294,9 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
     local live = resolve(oid)
     local m = P .. 'm:' .. live
     if redis.call('EXISTS', m) == 1 then
-      -- a balance never goes below zero: what cannot be taken back is counted
-      local take = math.min(amount, num(redis.call('HGET', m, 'pts')))
+      -- a balance goes no lower than minus the overdraft allowed (0 by default): what
+      -- cannot be taken back is counted
+      local take = math.max(0, math.min(amount, num(redis.call('HGET', m, 'pts')) + CONFIG.overdraft))
       if take > 0 then
         redis.call('HINCRBY', m, 'pts', -take)
         local rule = 'reverse:' .. status
@@ -280,6 +310,7 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
     redis.call('HSET', o, 'rev', rev)
     redis.call('HINCRBY', STATS, 'points_reversed', amount)
   end
+  redis.call('ZREM', P .. 'holds', order_id)
   if status == 'cancelled' then
     if state == 'cancelled' or state == 'fulfilled' then return end
     if state == 'reserved' then
@@ -297,6 +328,9 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
         redis.call('HINCRBY', l[1], 'reserved', -l[2])
         redis.call('HINCRBY', l[1], 'on_hand', -l[2])
       end
+    elseif state == 'expired' then
+      -- collected after its hold lapsed: a plain sale from the shelf
+      for _, l in ipairs(lines) do take(l[1], l[2]) end
     end
     redis.call('HSET', o, 'state', 'fulfilled')
     redis.call('HINCRBY', STATS, 'orders_fulfilled', 1)
@@ -304,6 +338,23 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
     -- points back in proportion to the amount refunded (floor)
     if paid > 0 then reverse(math.floor(pts * refund_cents / paid)) end
     redis.call('HINCRBY', STATS, 'orders_refunded', 1)
+  end
+end
+
+-- Pick-up reservations whose hold has lapsed by NOW go back on the shelf.
+local function expire_holds()
+  local due = redis.call('ZRANGEBYSCORE', P .. 'holds', '-inf', NOW, 'LIMIT', 0, 500)
+  for _, order_id in ipairs(due) do
+    local o = P .. 'o:' .. order_id
+    local h = redis.call('HMGET', o, 'state', 'lines')
+    if h[1] == 'reserved' then
+      for _, l in ipairs(cjson.decode(h[2] or '[]')) do
+        redis.call('HINCRBY', l[1], 'reserved', -l[2])
+      end
+      redis.call('HSET', o, 'state', 'expired')
+      redis.call('HINCRBY', STATS, 'holds_expired', 1)
+    end
+    redis.call('ZREM', P .. 'holds', order_id)
   end
 end
 
@@ -316,6 +367,10 @@ local function apply_order(it, oid, reserved, flags, log)
     if string.find(flags, 'B', 1, true) then state = 'backordered' end
     redis.call('HSET', o, 'oid', oid, 'pts', it.p, 'paid', it.m, 'state', state, 'rev', 0,
       'lines', cjson.encode(lines))
+    -- a pick-up reservation is held for hold_ms, then released (expire_holds)
+    if it.H == 1 and state == 'reserved' then
+      redis.call('ZADD', P .. 'holds', it.t + CONFIG.hold_ms, it.r)
+    end
     redis.call('HINCRBY', STATS, 'orders', 1)
     local waiting = redis.call('LRANGE', P .. 'op:' .. it.r, 0, -1)
     for _, w in ipairs(waiting) do
@@ -352,6 +407,9 @@ local function claim_awarded(it)
 end
 
 local function apply_event(it)
+  -- optional fields of an item (connectors/redis_views.py event_item writes them all)
+  it.h, it.g, it.u, it.r = it.h or '', it.g or '', it.u or '', it.r or ''
+  it.m, it.b, it.H, it.p = it.m or 0, it.b or 0, it.H or 0, it.p or 0
   local oid, created, log = '', 0, {}
   if #it.k > 0 then oid, created, log = stitch(it) end
   local refused = ''
@@ -361,9 +419,49 @@ local function apply_event(it)
   end
   if oid ~= '' then
     local m = P .. 'm:' .. oid
+    -- expiry: a balance left untouched for expiry_ms (event time) lapses
+    local act = num(redis.call('HGET', m, 'act'))
+    if CONFIG.expiry_ms > 0 and act > 0 and it.t - act > CONFIG.expiry_ms then
+      local lapsed = num(redis.call('HGET', m, 'pts'))
+      if lapsed > 0 then
+        redis.call('HSET', m, 'pts', 0)
+        redis.call('HINCRBY', STATS, 'points_expired', lapsed)
+        ledger(oid, it.id, 'expire:inactive', -lapsed)
+        log[#log + 1] = {action = 'points', one_id = oid, other = it.id,
+                         reason = 'expire:inactive', kept = {}, moved = {}, points = -lapsed}
+      end
+    end
+    if it.t > act then redis.call('HSET', m, 'act', it.t) end
+    -- attribution: an app order goes to the member's last touch within the window
+    local touch = ''
+    if it.y == 'app_order' then
+      local h = redis.call('HMGET', m, 'lt', 'lts')
+      if h[1] and it.t >= num(h[2]) and it.t - num(h[2]) <= WINDOW then
+        touch = h[1]
+        log[#log + 1] = {action = 'attributed', one_id = oid, other = '', reason = touch,
+                         kept = {}, moved = {}, points = 0}
+        redis.call('HINCRBY', STATS, 'orders_attributed', 1)
+      end
+    end
+    if it.h ~= '' and it.t >= num(redis.call('HGET', m, 'lts')) then
+      redis.call('HSET', m, 'lt', it.h, 'lts', it.t)
+    end
+    -- earning: the plan's base points times the member's tier multiplier, times the
+    -- campaign's when the order came from a red envelope
+    if it.p > 0 then
+      local earned, mult = num(redis.call('HGET', m, 'earned')), 1
+      for _, t in ipairs(CONFIG.tiers) do
+        if earned >= t[1] then mult = t[3]; break end
+      end
+      local campaign = string.match(touch, '^red_envelope:(.+)$')
+      if campaign and CONFIG.campaign_mult[campaign] then
+        mult = mult * CONFIG.campaign_mult[campaign]
+      end
+      it.p = math.floor(it.p * mult + 1e-6)
+    end
     if it.p ~= 0 then
       redis.call('HINCRBY', m, 'pts', it.p)
-      redis.call('HINCRBY', m, 'earned', it.p)
+      if it.p > 0 then redis.call('HINCRBY', m, 'earned', it.p) end
       redis.call('HINCRBY', STATS, 'points_total', it.p)
       ledger(oid, it.id, 'earn:' .. it.y, it.p)
     end
@@ -374,18 +472,21 @@ local function apply_event(it)
       local rec = num(redis.call('HGET', m, 'rec'))
       if it.t > rec then redis.call('HSET', m, 'rec', it.t) end
     end
+  else
+    it.p = 0
   end
   local flags, reserved = apply_stock(it)
   flags = flags .. refused
   apply_order(it, oid, reserved, flags, log)
   redis.call('HINCRBY', STATS, 'facts', 1)
   redis.call('HINCRBY', STATS, 'type:' .. it.y, 1)
-  local res = oid .. '|' .. created .. '|' .. flags
-  -- the identity log rides along, so a redelivered event re-emits it too
+  local res = oid .. '|' .. created .. '|' .. flags .. '|' .. it.p
+  -- the log rides along, so a redelivered event re-emits it too
   if #log > 0 then res = res .. '|' .. cjson.encode(log) end
   return res
 end
 
+expire_holds()
 local results = {}
 local advanced = {}
 for i, it in ipairs(batch) do

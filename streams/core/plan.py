@@ -61,6 +61,14 @@ class EventPlan:
     order_status: str = ""
     #: a purchase (a store checkout, an app order): counts for recency/frequency/monetary
     purchase: bool = False
+    #: a delivery order: where it may be served from, nearest first (reserve ops name the
+    #: first; the views take the first that can serve every line)
+    candidates: tuple[str, ...] = ()
+    #: a pick-up order: its reservation is held for a while, then released
+    pickup: bool = False
+    #: a touch orders can be attributed to: livestream:<room>, red_envelope:<campaign>,
+    #: guide:<staff id>
+    touch: str = ""
 
 
 def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) -> EventPlan:
@@ -92,7 +100,7 @@ def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) 
             )
             points = 0
             if record.scan_kind == ScanKind.checkout:
-                points = rules.points_for_payment(record.paid_amount)
+                points = rules.points_for_payment(record.paid_amount, type_name, "store")
             return EventPlan(
                 **base,
                 channel="store",
@@ -102,10 +110,16 @@ def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) 
                 quantity=sum(ln.quantity for ln in record.lines),
                 amount=record.paid_amount,
                 purchase=record.scan_kind == ScanKind.checkout,
+                touch=f"guide:{record.staff_id}" if record.staff_id else "",
             )
         case LivestreamClick():
             return EventPlan(
-                **base, channel="livestream", points=0, stock=(), room_id=record.room_id
+                **base,
+                channel="livestream",
+                points=0,
+                stock=(),
+                room_id=record.room_id,
+                touch=f"livestream:{record.room_id}",
             )
         case RedEnvelopeClaim():
             channel = record.channel.value if record.channel.value in CHANNELS else "other"
@@ -116,22 +130,30 @@ def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) 
                 stock=(),
                 campaign_id=record.campaign_id,
                 amount=record.face_value,
+                touch=f"red_envelope:{record.campaign_id}",
             )
         case AppOrder():
-            pickup = record.fulfilment.mode == FulfilmentMode.pickup
-            location = record.fulfilment.store_id if pickup else rules.delivery_location
+            fulfilment = record.fulfilment
+            pickup = fulfilment.mode == FulfilmentMode.pickup
+            candidates = () if pickup else rules.nearest(fulfilment.latitude, fulfilment.longitude)
+            location = fulfilment.store_id if pickup else candidates[0]
             assert location is not None  # the model requires a store for pick-up
             held = tuple(StockOp("reserve", ln.sku, location, ln.quantity) for ln in record.lines)
+            # (a pick-up order has no candidates; the views hold its reservation for a while)
             return EventPlan(
                 **base,
                 channel=record.app_kind.value,
-                points=rules.points_for_payment(record.paid_amount),
+                points=rules.points_for_payment(
+                    record.paid_amount, type_name, record.app_kind.value
+                ),
                 stock=held,
                 store_id=record.fulfilment.store_id or "",
                 order_id=record.order_id,
                 quantity=sum(ln.quantity for ln in record.lines),
                 amount=record.paid_amount,
                 purchase=True,
+                candidates=candidates,
+                pickup=pickup,
             )
         case OrderStatus():
             return EventPlan(

@@ -187,6 +187,7 @@ def test_sigkilled_workers_leave_points_and_stock_exact(
 
     # the reference is exact only if no reservation was refused and no shelf ran empty
     assert stats.get("backorders", 0) == 0 and stats.get("stock_discrepancies", 0) == 0
+    assert stats.get("reserved_further", 0) == 0
     want_members, want_stock = Reference(stack).compute(unique(messages))
     got_members, got_stock = redis_state(stack)
     assert got_stock == want_stock

@@ -103,5 +103,7 @@ def test_a_flood_of_invalid_messages_stops_the_worker_with_a_clear_error(
     log = worker.log_path.read_text()
     assert "a producer is probably misconfigured" in log
     assert "left unacknowledged" in log
-    # the batch that tripped the guard was neither counted nor acknowledged
-    assert stack.views.stats().get("dead_lettered", 0) == 0
+    # the guard decides once it has seen a fifth of its window (20 messages): a smaller
+    # first batch was dead-lettered as usual; the batch that tripped it was neither
+    # counted nor acknowledged
+    assert stack.views.stats().get("dead_lettered", 0) < 100 // 5

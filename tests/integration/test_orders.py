@@ -5,6 +5,7 @@ refunds (points back in proportion), statuses arriving before their order."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +14,7 @@ import redis
 
 from connectors.redis_views import Outcome, RedisViews, event_item
 from streams.core.plan import EventPlan, StockOp
-from streams.core.rules import parse_budgets
+from streams.core.rules import PointsPolicy, parse_budgets
 
 from .conftest import Services
 
@@ -163,7 +164,9 @@ def test_a_redelivered_status_changes_nothing(services: Services) -> None:
 def test_red_envelopes_past_their_budget_are_refused_not_awarded(services: Services) -> None:
     client = redis.Redis.from_url(services.redis_url)
     budgets = parse_budgets("CMP-1=2:0,CMP-2=0:25")
-    views = RedisViews(client, prefix=f"b{uuid.uuid4().hex[:8]}:", budgets=budgets)
+    views = RedisViews(
+        client, prefix=f"b{uuid.uuid4().hex[:8]}:", points=PointsPolicy(budgets=budgets)
+    )
 
     def claim(n: int, campaign: str, face: str) -> Outcome:
         plan = EventPlan(
@@ -224,3 +227,120 @@ def test_the_ledger_and_the_member_view_follow_every_change(services: Services) 
         {"event_id": "e3", "rule": "earn:app_order", "points": "400"},
         {"event_id": "e2", "rule": "earn:app_order", "points": "800"},
     ]
+
+
+def test_a_delivery_ships_from_the_nearest_location_that_has_every_line(
+    services: Services,
+) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "NEAR", 5)
+    shop.receive("SKU2", "NEAR", 1)
+    shop.receive("SKU1", "FAR", 50)
+    shop.receive("SKU2", "FAR", 50)
+
+    def deliver(order_id: str, q2: int) -> Outcome:
+        held = (StockOp("reserve", "SKU1", "NEAR", 2), StockOp("reserve", "SKU2", "NEAR", q2))
+        plan = shop._plan("app_order", identity_keys=("card:C1",), stock=held,
+                          order_id=order_id, candidates=("NEAR", "FAR"))  # fmt: skip
+        return shop._apply(plan)
+
+    deliver("ORD1", 1)  # NEAR has both lines
+    assert (shop.stock("SKU1", "NEAR"), shop.stock("SKU2", "NEAR")) == ((5, 2, 3), (1, 1, 0))
+    deliver("ORD2", 1)  # NEAR is out of SKU2: the whole order goes to FAR, never split
+    assert (shop.stock("SKU1", "NEAR"), shop.stock("SKU1", "FAR")) == ((5, 2, 3), (50, 2, 48))
+    assert shop.views.stats()["reserved_further"] == 1
+    shop.status("ORD2", "shipped")  # the sale is taken where it was reserved
+    assert (shop.stock("SKU1", "FAR"), shop.stock("SKU2", "FAR")) == ((48, 0, 48), (49, 0, 49))
+    assert deliver("ORD3", 60).backordered is not False  # nobody has 60: backordered
+    assert shop.stock("SKU2", "FAR") == (49, 0, 49)
+
+
+def test_an_app_order_is_attributed_to_the_last_touch_within_the_window(
+    services: Services,
+) -> None:
+    client = redis.Redis.from_url(services.redis_url)
+    policy = PointsPolicy(attribution_window_s=3600)
+    views = RedisViews(client, prefix=f"a{uuid.uuid4().hex[:8]}:", points=policy)
+    offset = iter(range(1, 100))
+
+    def event(kind: str, keys: tuple[str, ...], minutes: int, touch: str = "") -> Outcome:
+        plan = EventPlan(f"e{minutes}-{kind}", kind, T0 + timedelta(minutes=minutes), "app",
+                         keys, 0, (), touch=touch)  # fmt: skip
+        return views.apply([event_item(plan, "t/0", next(offset))])[0]
+
+    # an anonymous viewer clicks in a livestream, then buys signed in on that phone
+    event("livestream_click", ("device:d1",), 0, touch="livestream:R01")
+    assert event("app_order", ("card:C1", "device:d1"), 30).attribution == "livestream:R01"
+    # a later touch wins; an order past the window is nobody's
+    event("red_envelope_claim", ("card:C1",), 40, touch="red_envelope:CMP-1")
+    assert event("app_order", ("card:C1",), 99).attribution == "red_envelope:CMP-1"
+    assert event("app_order", ("card:C1",), 101).attribution == ""
+    # a guide's contact at the till (another member, merged in later) is the latest touch
+    event("store_scan", ("phone:" + "a" * 32,), 150, touch="guide:G007")
+    assert event("app_order", ("card:C1", "phone:" + "a" * 32), 160).attribution == "guide:G007"
+    assert views.stats()["orders_attributed"] == 3
+
+
+def member_events(views: RedisViews) -> Callable[..., Outcome]:
+    offsets = iter(range(1, 1000))
+
+    def event(kind: str, days: float, points: int = 0, touch: str = "", **more: object) -> Outcome:
+        plan = EventPlan(f"{kind}-{days}", kind, T0 + timedelta(days=days), "app",
+                         ("card:C1",), points, (), touch=touch, **more)  # type: ignore[arg-type]  # fmt: skip
+        return views.apply([event_item(plan, "t/0", next(offsets))])[0]
+
+    return event
+
+
+def test_tier_and_campaign_multipliers_scale_what_is_earned(services: Services) -> None:
+    policy = PointsPolicy(
+        tier_multipliers={"silver": Decimal("1.5")},
+        campaign_multipliers={"CMP-9": Decimal("2")},
+    )
+    views = RedisViews(redis.Redis.from_url(services.redis_url),
+                       prefix=f"t{uuid.uuid4().hex[:8]}:", points=policy)  # fmt: skip
+    event = member_events(views)
+    assert event("app_order", 0, points=999).points == 999  # bronze: x1
+    assert event("app_order", 1, points=1).points == 1  # still bronze before it: 1000 now
+    assert event("app_order", 2, points=100).points == 150  # silver: x1.5
+    event("red_envelope_claim", 3, touch="red_envelope:CMP-9")
+    assert event("app_order", 3.5, points=100).points == 300  # silver x1.5, campaign x2
+    member = views.member("card:C1")
+    assert member is not None and (member["points"], member["tier"]) == (1450, "silver")
+
+
+def test_overdraft_and_expiry_policies(services: Services) -> None:
+    policy = PointsPolicy(overdraft=50, expiry_days=30)
+    views = RedisViews(redis.Redis.from_url(services.redis_url),
+                       prefix=f"x{uuid.uuid4().hex[:8]}:", points=policy)  # fmt: skip
+    event = member_events(views)
+    event("app_order", 0, points=100, order_id="ORD1", amount=Decimal("100"))
+    event("store_scan", 10, points=30)  # balance 130
+    out = event("livestream_click", 45)  # 35 days without activity: the balance lapses
+    assert [(c.reason, c.points) for c in out.identity_log] == [("expire:inactive", -130)]
+    assert views.stats()["points_expired"] == 130
+    out = event("order_status", 46, order_id="ORD1", order_status="cancelled")
+    # 100 to take back from a balance of 0: the overdraft allows down to -50
+    assert [c.points for c in out.identity_log if c.action == "points"] == [-50]
+    assert views.stats()["points_unrecovered"] == 50
+    member = views.member("card:C1")
+    assert member is not None and member["points"] == -50
+
+
+def test_an_uncollected_pick_up_is_released_when_its_hold_lapses(services: Services) -> None:
+    shop = Shop(services)
+    shop.views = RedisViews(shop.views.client, prefix=shop.views.prefix,
+                            points=PointsPolicy(pickup_hold_hours=2))  # fmt: skip
+    shop.receive("SKU1", "S1", 5)
+    held = (StockOp("reserve", "SKU1", "S1", 3),)
+    plan = shop._plan("app_order", identity_keys=("card:C1",), stock=held, order_id="ORD1",
+                      pickup=True, event_id="order")  # fmt: skip
+    shop.views.apply([event_item(plan, "t/0", 100)], now_ms=int(T0.timestamp() * 1000))
+    assert shop.stock("SKU1", "S1") == (5, 3, 2)
+    later = int((T0 + timedelta(hours=3)).timestamp() * 1000)
+    click = shop._plan("livestream_click", event_id="click")
+    shop.views.apply([event_item(click, "t/0", 101)], now_ms=later)
+    assert shop.stock("SKU1", "S1") == (5, 0, 5)
+    assert shop.views.stats()["holds_expired"] == 1
+    shop.status("ORD1", "picked_up")  # collected after all: a sale from the shelf
+    assert shop.stock("SKU1", "S1") == (2, 0, 2)

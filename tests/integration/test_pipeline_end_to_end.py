@@ -133,6 +133,11 @@ def test_every_message_is_accounted_for_exactly(run_stack: Callable[..., Running
     assert ledger == balance
     entries = reads.scalar(endpoints, "SELECT count() FROM points_ledger FINAL")
     assert entries > stats["orders"]
+    # orders carry the touch they are attributed to, as the views decided
+    attributed = reads.scalar(
+        endpoints, "SELECT count() FROM touchpoint_facts FINAL WHERE attribution != ''"
+    )
+    assert attributed == stats["orders_attributed"] > 0
     refused_facts = reads.scalar(
         endpoints,
         "SELECT count() FROM touchpoint_facts FINAL WHERE outcome = 'claim_refused' AND points = 0",

@@ -290,6 +290,7 @@ def full_touchpoint_fact() -> TouchpointFact:
         source_partition=5,
         source_offset=123456789012,
         outcome="backordered",
+        attribution="livestream:R02",
     )
 
 

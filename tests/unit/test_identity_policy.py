@@ -8,7 +8,15 @@ from pydantic import ValidationError
 from schemas.models import Identifier, IdentifierKind
 from streams.core.errors import InvalidTouchpoint
 from streams.core.identity import identity_key
-from streams.core.rules import Budget, IdentityPolicy, by_priority, parse_budgets
+from streams.core.rules import (
+    Budget,
+    IdentityPolicy,
+    Rules,
+    by_priority,
+    distance_km,
+    parse_budgets,
+    parse_locations,
+)
 from streams.settings import Settings
 from streams.wiring import rules
 
@@ -104,3 +112,20 @@ def test_campaign_budgets_parse_counts_and_yuan() -> None:
 def test_a_bad_campaign_budget_is_a_clear_error(text: str) -> None:
     with pytest.raises(ValueError, match="campaign budget"):
         parse_budgets(text)
+
+
+def test_delivery_locations_parse_and_sort_by_distance() -> None:
+    rules_ = Rules(
+        phone_key=b"k",
+        delivery_locations=parse_locations("BJ=39.90:116.40, SH=31.23:121.47,GZ=23.13:113.26"),
+    )
+    assert rules_.nearest(31.0, 121.0) == ("SH", "BJ", "GZ")  # an address near Shanghai
+    assert rules_.nearest(22.5, 114.0) == ("GZ", "SH", "BJ")  # near Shenzhen
+    assert rules_.nearest(None, None) == ("BJ", "SH", "GZ")  # no coordinates: as configured
+    assert round(distance_km(31.23, 121.47, 39.90, 116.40)) == 1067
+
+
+@pytest.mark.parametrize("text", ["", "WH", "WH=1", "WH=x:1", "WH=91:0", "=1:2"])
+def test_bad_delivery_locations_are_clear_errors(text: str) -> None:
+    with pytest.raises(ValueError, match="delivery location"):
+        parse_locations(text)

@@ -76,6 +76,7 @@ def test_store_scan_checkout() -> None:
         quantity=3,
         amount=Decimal("129.90"),
         purchase=True,
+        touch="guide:G001",
     )
 
 
@@ -124,6 +125,7 @@ def test_pickup_order_reserves_at_the_pickup_store() -> None:
         quantity=5,
         amount=Decimal("117.00"),
         purchase=True,
+        pickup=True,
     )
 
 
@@ -133,7 +135,11 @@ def test_delivery_order_reserves_at_the_delivery_location() -> None:
         envelope=envelope(identifiers=[openid(app_id="wx-mini-01")]),
         fulfilment=Fulfilment(mode=FulfilmentMode.delivery, latitude=31.2, longitude=121.5),
     )
-    rules = Rules(phone_key=b"k", delivery_location="WH-NORTH", points_per_yuan=2)
+    rules = Rules(
+        phone_key=b"k",
+        delivery_locations=(("WH-NORTH", 39.9, 116.4), ("WH-SOUTH", 23.1, 113.3)),
+        points_per_yuan=2,
+    )
     plan = plan_event("app_order", order, rules, NOW)
     assert plan.stock == (
         StockOp("reserve", "SKU-0001", "WH-NORTH", 2),
@@ -143,6 +149,8 @@ def test_delivery_order_reserves_at_the_delivery_location() -> None:
     assert plan.store_id == ""
     assert plan.points == 234
     assert plan.identity_keys == ("openid:wx-mini-01:o_01_00000001",)
+    # Shanghai is nearer Beijing than Guangzhou; the views fall back to the next
+    assert plan.candidates == ("WH-NORTH", "WH-SOUTH")
 
 
 def test_default_delivery_location() -> None:
@@ -176,6 +184,7 @@ def test_red_envelope_claim(channel: ClaimChannel, planned: str) -> None:
         stock=(),
         campaign_id="CMP-1",
         amount=Decimal("20.00"),
+        touch="red_envelope:CMP-1",
     )
 
 
@@ -194,6 +203,7 @@ def test_livestream_click() -> None:
         points=0,
         stock=(),
         room_id="R01",
+        touch="livestream:R01",
     )
 
 
