@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     sink_batch_seconds: float = Field(1.0, gt=0, description="Longest the sink buffers a row")
     sink_http_host: str = Field("127.0.0.1", description="Bind address of the sink's read API")
     sink_http_port: int = Field(0, ge=0, description="Port of the sink's read API (0: any free)")
+    sink_faults: str = Field(
+        "",
+        description="Fault drills, never in production: fail_inserts_s=N (inserts fail for N "
+        "s after start), kill_after_insert=K (SIGKILL itself after the K-th batch's inserts, "
+        "before its commit)",
+    )
 
     # Worker web (health/readiness)
     worker_web_port: int = Field(
@@ -135,6 +141,7 @@ class Settings(BaseSettings):
         parse_rates(self.earn_rates, "earn rate")
         parse_rates(self.tier_multipliers, "tier multiplier")
         parse_rates(self.campaign_multipliers, "campaign multiplier")
+        parse_rates(self.sink_faults, "sink fault")
         return self
 
     def topic(self, name: str) -> str:

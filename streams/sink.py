@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -31,6 +32,7 @@ from connectors.errors import ServiceUnavailable, WarehouseUnavailable
 from connectors.kafka import DeadLetter, PipelineOutput
 from schemas.codec import DecodeError, decode
 from schemas.contract import contract
+from streams.core.rules import parse_rates
 from streams.endpoints import Endpoints
 from streams.settings import Settings
 from streams.wiring import dlq_topic, facts_topic
@@ -52,6 +54,16 @@ class FactSink:
     def __init__(self, settings: Settings, endpoints: Endpoints, warehouse: Warehouse):
         self.settings = settings
         self.warehouse = warehouse
+        faults = parse_rates(settings.sink_faults, "sink fault")
+        #: fault drill: die (SIGKILL) after this batch's inserts, before its commit
+        self.kill_after_insert = int(faults.get("kill_after_insert", 0))
+        if faults.get("fail_inserts_s"):
+            warehouse.fail_inserts = True
+            timer = threading.Timer(
+                float(faults["fail_inserts_s"]), setattr, (warehouse, "fail_inserts", False)
+            )
+            timer.daemon = True
+            timer.start()
         self.consumer = Consumer(
             {
                 "bootstrap.servers": endpoints.kafka_bootstrap,
@@ -149,6 +161,9 @@ class FactSink:
                 delay = min(delay * 2, 10.0)
         if paused:
             self.consumer.resume(paused)
+        if self.kill_after_insert and self.stats["batches"] + 1 == self.kill_after_insert:
+            log.warning("fault drill: killed between insert and commit")
+            os.kill(os.getpid(), signal.SIGKILL)
         offsets = [TopicPartition(t, p, hi + 1) for (t, p), (_, hi) in self.ranges.items()]
         self.consumer.commit(offsets=offsets, asynchronous=False)
         for type_name, rows in self.rows.items():
