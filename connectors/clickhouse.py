@@ -41,6 +41,16 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def dashboard_queries() -> dict[str, str]:
+    """name -> SQL of the saved dashboard queries (``connectors/dashboard/*.sql``)."""
+    folder = resources.files("connectors").joinpath("dashboard")
+    return {
+        entry.name.removesuffix(".sql"): entry.read_text("utf-8")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".sql")
+    }
+
+
 def _statements(sql: str) -> list[str]:
     body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
     return [s.strip() for s in body.split(";") if s.strip()]

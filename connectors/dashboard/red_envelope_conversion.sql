@@ -1,0 +1,21 @@
+-- Red-envelope claim -> purchase, per campaign: claims awarded and refused (budget),
+-- orders attributed to the campaign, their GMV, and the share of claimers who bought.
+WITH claims AS (
+    SELECT campaign_id,
+           countIf(outcome != 'claim_refused') AS claims,
+           countIf(outcome = 'claim_refused') AS refused,
+           uniqExactIf(one_id, outcome != 'claim_refused') AS claimers
+    FROM touchpoint_facts FINAL
+    WHERE touchpoint_type = 'red_envelope_claim'
+    GROUP BY campaign_id
+), orders AS (
+    SELECT substring(attribution, 14) AS campaign_id,
+           count() AS orders, uniqExact(one_id) AS buyers, sum(amount) AS gmv
+    FROM touchpoint_facts FINAL
+    WHERE touchpoint_type = 'app_order' AND startsWith(attribution, 'red_envelope:')
+    GROUP BY campaign_id
+)
+SELECT claims.campaign_id AS campaign_id, claims, refused, orders, buyers, gmv,
+       round(buyers / claimers, 4) AS conversion
+FROM claims LEFT JOIN orders USING (campaign_id)
+ORDER BY campaign_id

@@ -1,0 +1,11 @@
+-- Stores by GMV at the till and from pick-up orders, last 24 hours.
+SELECT store_id,
+       count() AS orders,
+       sum(amount) AS gmv,
+       uniqExact(one_id) AS members
+FROM touchpoint_facts FINAL
+WHERE touchpoint_type IN ('store_scan', 'app_order') AND amount > 0 AND store_id != ''
+  AND event_time >= now() - INTERVAL 24 HOUR
+GROUP BY store_id
+ORDER BY gmv DESC, store_id
+LIMIT 20
