@@ -18,6 +18,7 @@ from typing import Any
 import faust
 
 from schemas.topics import input_topics
+from streams import metrics
 from streams.core.guard import InvalidShareExceeded
 from streams.endpoints import Endpoints
 from streams.settings import Settings
@@ -73,6 +74,7 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
         *input_topics(settings.topic_prefix), key_serializer="raw", value_serializer="raw"
     )
     state: dict[str, Any] = {"ready": False, "batches": 0, "events": 0}
+    positions: dict[tuple[str, int], int] = {}
     stopping = threading.Event()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omni-batch")
     pipeline = build_pipeline(settings, endpoints)
@@ -120,6 +122,9 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
                 _exit_unacknowledged(len(batch))
             state["batches"] += 1
             state["events"] += report.size
+            for e in events:  # the next offset each partition will read
+                tp = (e.message.topic, e.message.partition)
+                positions[tp] = max(positions.get(tp, 0), e.message.offset + 1)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -129,6 +134,23 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
     async def readyz(web: Any, request: Any) -> Any:
         body = {"ready": state["ready"], "batches": state["batches"], "events": state["events"]}
         return web.json(body, status=200 if state["ready"] else 503)
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        from faust.types import TP
+
+        for (topic, partition), position in positions.items():
+            try:
+                end = app.consumer.highwater(TP(topic, partition))
+            except Exception:  # partition not assigned here (any more)
+                continue
+            if end is not None:
+                metrics.CONSUMER_LAG.labels(topic, str(partition)).set(max(0, end - position))
+        body, content_type = metrics.render()
+        # aiohttp takes the charset apart from the media type
+        response = web.bytes(body, content_type=content_type.split(";")[0])
+        response.charset = "utf-8"
+        return response
 
     @app.on_before_shutdown.connect
     async def _stop(sender: Any, **_: Any) -> None:

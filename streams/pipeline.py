@@ -36,6 +36,7 @@ from connectors.redis_views import (
 )
 from schemas.codec import DecodeError, SchemaResolver, decode
 from schemas.models import MODELS
+from streams import metrics
 from streams.core.errors import InvalidTouchpoint
 from streams.core.guard import InvalidShareGuard
 from streams.core.plan import EventPlan, plan_event
@@ -192,6 +193,7 @@ class TouchpointPipeline:
         )
 
     def process(self, batch: Sequence[Inbound]) -> BatchReport:
+        started = time.monotonic()
         now = self.clock()
         items, plans, dead = [], [], []
         for msg in batch:
@@ -207,20 +209,54 @@ class TouchpointPipeline:
                 plans.append(plan)
         if self.guard is not None:
             self.guard.check(len(batch), len(dead))
+        out_started = time.monotonic()
         if dead:
             self.output.dead_letters(dead, now)
+        out_seconds = time.monotonic() - out_started
+        views_started = time.monotonic()
         outcomes = self.views.apply(items, int(now.timestamp() * 1000))
+        metrics.REDIS_SECONDS.observe(time.monotonic() - views_started)
         facts, identity, ledger = [], [], []
         for msg, plan, outcome in zip(batch, plans, outcomes, strict=True):
             if plan is not None and outcome.emits_fact:
                 facts.append(fact_record(plan, outcome, msg, now))
                 identity.extend(identity_records(plan, outcome, msg, now))
                 ledger.extend(ledger_records(plan, outcome, msg, now))
+        out_started = time.monotonic()
         if facts:
             self.output.facts(
                 {"touchpoint_fact": facts, "identity_event": identity, "points_entry": ledger}
             )
+        metrics.KAFKA_OUT_SECONDS.observe(out_seconds + time.monotonic() - out_started)
+        self._count(batch, plans, outcomes, dead, now, time.monotonic() - started)
         return BatchReport(len(batch), Counter(o.status for o in outcomes), len(facts), len(dead))
+
+    def _count(
+        self,
+        batch: Sequence[Inbound],
+        plans: list[EventPlan | None],
+        outcomes: list[Outcome],
+        dead: list[DeadLetter],
+        now: datetime,
+        seconds: float,
+    ) -> None:
+        metrics.BATCH_SIZE.observe(len(batch))
+        metrics.BATCH_SECONDS.observe(seconds)
+        for letter in dead:
+            metrics.DEAD_LETTERS.labels(letter.reason).inc()
+        for msg, plan, outcome in zip(batch, plans, outcomes, strict=True):
+            kind = plan.touchpoint_type if plan else self.input_types.get(msg.topic, "unknown")
+            metrics.EVENTS.labels(kind, outcome.status).inc()
+            if plan is None or outcome.status != "new":
+                continue
+            metrics.EVENT_LAG.observe(max(0.0, (now - plan.event_time).total_seconds()))
+            for change in outcome.identity_log:
+                if change.action in IDENTITY_ACTIONS:
+                    metrics.IDENTITY.labels(change.action).inc()
+            if outcome.claim_refused:
+                metrics.REFUSALS.labels("claim_past_budget").inc()
+            if outcome.backordered:
+                metrics.REFUSALS.labels("backordered").inc()
 
     def process_until_done(
         self, batch: Sequence[Inbound], stopping: threading.Event | None = None

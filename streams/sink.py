@@ -32,6 +32,7 @@ from connectors.errors import ServiceUnavailable, WarehouseUnavailable
 from connectors.kafka import DeadLetter, PipelineOutput
 from schemas.codec import DecodeError, decode
 from schemas.contract import contract
+from streams import metrics
 from streams.core.rules import parse_rates
 from streams.endpoints import Endpoints
 from streams.settings import Settings
@@ -116,6 +117,7 @@ class FactSink:
             )
             self.dead_out.dead_letters([letter], datetime.now(UTC))
             self.stats["dead_lettered"] += 1
+            metrics.SINK_DEAD.inc()
             return
         self.rows.setdefault(type_name, []).append([record[c] for c in COLUMNS[type_name]])
 
@@ -147,11 +149,13 @@ class FactSink:
             type_name = waiting[0]
             table, rows = TABLES[type_name], self.rows[type_name]
             try:
-                self.warehouse.insert(table, COLUMNS[type_name], rows, f"{table}:{span}")
+                with metrics.SINK_INSERT_SECONDS.time():
+                    self.warehouse.insert(table, COLUMNS[type_name], rows, f"{table}:{span}")
                 waiting.pop(0)
                 continue
             except WarehouseUnavailable as exc:
                 self.stats["insert_retries"] += 1
+                metrics.SINK_RETRIES.inc()
                 log.warning("insert of %d rows waits: %s; retrying in %.1fs", len(rows), exc, delay)
                 if not paused:
                     paused = self.consumer.assignment()
@@ -169,6 +173,8 @@ class FactSink:
         for type_name, rows in self.rows.items():
             key = f"rows:{TABLES[type_name]}"
             self.stats[key] = self.stats.get(key, 0) + len(rows)
+            metrics.SINK_ROWS.labels(TABLES[type_name]).inc(len(rows))
+        metrics.SINK_BATCH_ROWS.observe(self.pending)
         self.stats["rows_written"] += self.pending
         self.stats["batches"] += 1
         self.rows, self.ranges, self.opened_at = {}, {}, None
@@ -222,6 +228,13 @@ class _ReadApi(BaseHTTPRequestHandler):
             self._reply(200 if ready else 503, {"ready": ready})
         elif self.path == "/stats":
             self._reply(200, dict(sink.stats))
+        elif self.path == "/metrics":
+            body, content_type = metrics.render()
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
         else:
             self._reply(404, {"error": "not found"})
 
