@@ -28,11 +28,11 @@ from schemas.models import (
 )
 from schemas.topics import topic_for
 from streams.core.plan import plan_event
-from streams.demo import wait_views
+from streams.demo import wait_accounted, wait_views
 from streams.simulate import Simulation
 from streams.wiring import rules
 
-from ..reference import UnionFind
+from ..reference import UnionFind, expected_from
 from .conftest import Running
 
 pytestmark = pytest.mark.integration
@@ -239,3 +239,30 @@ def test_two_workers_racing_for_the_last_units_never_oversell(
     # sold at the till + held for pick-up never exceeds the 10 received, though 90 were asked
     assert (10 - row["on_hand"]) + row["reserved"] <= 10 < asked
     assert row["reserved"] >= 9  # and the shelf is not left half-empty: 1-unit orders fit
+
+
+def test_a_rolling_restart_under_load_loses_and_doubles_nothing(
+    run_stack: Callable[..., Running],
+) -> None:
+    stack = run_stack(workers=2, sink=True, topic_partitions=4)
+    sim = Simulation(2500, seed=43, duplicate_share=0.05, malformed_share=0.02,
+                     keep_messages=True)  # fmt: skip
+    messages = list(sim)
+    producing = threading.Thread(target=send, args=(stack, messages, 120.0))
+    producing.start()
+    for worker in list(stack.workers):  # SIGTERM each in turn, then start it again
+        time.sleep(3)
+        done = stack.views.stats()
+        assert done.get("processed", 0) + done.get("dead_lettered", 0) < len(messages)
+        worker.stop(45)
+        assert worker.exit_code == 0, worker.tail()
+        stack.restart_worker(worker)
+    producing.join()
+    stats = wait_accounted(stack.views, stack.endpoints, len(messages), timeout=180)
+    expected = expected_from(messages, rules(stack.settings))
+    assert stats["processed"] + stats["dead_lettered"] == len(messages)
+    assert stats["dead_lettered"] == expected.malformed
+    assert stats["duplicates"] == expected.duplicates
+    assert stats["facts"] == stats["clickhouse_rows"] == expected.facts
+    assert stats["members"] == expected.members
+    assert stats["points_total"] == expected.points_total
