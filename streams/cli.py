@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -99,7 +100,19 @@ def status(as_json: bool) -> None:
     _print_status(stack.status(_settings()), as_json)
 
 
+def redact(value: Any) -> Any:
+    """A URL or DSN with its password replaced: status output never shows a secret."""
+    if isinstance(value, str):
+        return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", value)
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
 def _print_status(state: dict[str, Any], as_json: bool) -> None:
+    state = redact(state)
     if as_json:
         out.print_json(json.dumps(state, default=str))
         return
@@ -153,11 +166,14 @@ def sink() -> None:
     """Run the ClickHouse sink (and, for embedded chDB, the read API)."""
     from connectors.embedded import free_port
     from streams.endpoints import resolve
-    from streams.sink import run_sink
+    from streams.sink import InsecureBind, run_sink
 
     settings = _settings()
     _setup_logging(settings)
-    run_sink(settings, resolve(settings), settings.sink_http_port or free_port())
+    try:
+        run_sink(settings, resolve(settings), settings.sink_http_port or free_port())
+    except InsecureBind as exc:
+        _fail(str(exc), code=78)
 
 
 # -- traffic ------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.settings import Settings
@@ -22,6 +22,8 @@ class Endpoints:
     clickhouse_dsn: str
     #: the sink's read API (embedded ClickHouse is readable only through its owner)
     sink_url: str | None = None
+    #: its bearer token, if it requires one (never written to the stack record)
+    sink_token: str | None = field(default=None, repr=False)
 
 
 def stack_file(settings: Settings) -> Path:
@@ -59,4 +61,5 @@ def resolve(settings: Settings) -> Endpoints:
             f"{', '.join(missing)} not set and no embedded stack runs under {settings.home}: "
             "run `omni up` or set them"
         )
-    return Endpoints(kafka, redis_url, dsn, found.get("sink_url"))  # type: ignore[arg-type]
+    token = settings.sink_api_token.get_secret_value() if settings.sink_api_token else None
+    return Endpoints(kafka, redis_url, dsn, found.get("sink_url"), token)  # type: ignore[arg-type]

@@ -43,10 +43,13 @@ def _post(endpoints: Endpoints, path: str, payload: dict, timeout: float) -> dic
         raise WarehouseUnavailable(
             "embedded ClickHouse is reached through the sink, which is not running"
         )
+    headers = {"Content-Type": "application/json"}
+    if endpoints.sink_token:
+        headers["Authorization"] = f"Bearer {endpoints.sink_token}"
     request = urllib.request.Request(
         endpoints.sink_url + path,
         data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
+        headers=headers,
         method="POST",
     )
     try:

@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     sink_batch_rows: int = Field(5000, ge=1, description="Rows the sink buffers before inserting")
     sink_batch_seconds: float = Field(1.0, gt=0, description="Longest the sink buffers a row")
     sink_http_host: str = Field("127.0.0.1", description="Bind address of the sink's read API")
+    sink_api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the sink's API requires (all but /healthz, /readyz); "
+        "required when it binds beyond loopback",
+    )
     sink_http_port: int = Field(0, ge=0, description="Port of the sink's read API (0: any free)")
     sink_faults: str = Field(
         "",

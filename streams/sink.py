@@ -15,6 +15,7 @@ everyone else over a small HTTP API bound to loopback.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -219,7 +220,20 @@ class _ReadApi(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _authorised(self) -> bool:
+        """Probes are open; everything else needs the token, when one is configured."""
+        token = self.server.token
+        if token is None or self.path in ("/healthz", "/readyz"):
+            return True
+        given = self.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return True
+        self._reply(401, {"error": "a bearer token is required"})
+        return False
+
     def do_GET(self) -> None:
+        if not self._authorised():
+            return
         sink = self.server.sink
         if self.path == "/healthz":
             self._reply(200, {"status": "ok"})
@@ -239,6 +253,8 @@ class _ReadApi(BaseHTTPRequestHandler):
             self._reply(404, {"error": "not found"})
 
     def do_POST(self) -> None:
+        if not self._authorised():
+            return
         if self.path not in ("/query", "/erase"):
             self._reply(404, {"error": "not found"})
             return
@@ -268,18 +284,32 @@ class _ReadApi(BaseHTTPRequestHandler):
 class _ReadServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], sink: FactSink):
+    def __init__(self, address: tuple[str, int], sink: FactSink, token: str | None = None):
         super().__init__(address, _ReadApi)
         self.sink = sink
+        self.token = token
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class InsecureBind(RuntimeError):
+    pass
 
 
 def run_sink(settings: Settings, endpoints: Endpoints, port: int) -> None:
+    token = settings.sink_api_token.get_secret_value() if settings.sink_api_token else None
+    if settings.sink_http_host not in LOOPBACK and not token:
+        raise InsecureBind(
+            f"the sink's API would listen on {settings.sink_http_host} without a token: "
+            "set OMNI_SINK_API_TOKEN (or bind it to 127.0.0.1)"
+        )
     warehouse = Warehouse.connect(endpoints.clickhouse_dsn)
     applied = warehouse.migrate()
     if applied:
         log.info("migrations applied: %s", ", ".join(applied))
     sink = FactSink(settings, endpoints, warehouse)
-    server = _ReadServer((settings.sink_http_host, port), sink)
+    server = _ReadServer((settings.sink_http_host, port), sink, token)
     threading.Thread(target=server.serve_forever, name="read-api", daemon=True).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

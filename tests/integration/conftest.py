@@ -114,7 +114,8 @@ class Running:
     def start_sink(self) -> ManagedProcess:
         self.sink = start_sink(self.env, self.logs)
         # as `omni up` does: the CLI finds the sink (owner of chDB) through this record
-        record = {"endpoints": dataclasses.asdict(self.endpoints)}
+        found = dataclasses.asdict(self.endpoints)
+        record = {"endpoints": {k: v for k, v in found.items() if k != "sink_token"}}
         stack_file(self.settings).write_text(json.dumps(record))
         return self.sink
 
