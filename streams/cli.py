@@ -97,7 +97,45 @@ def status(as_json: bool) -> None:
     """Report each component of the running stack."""
     from connectors import stack
 
-    _print_status(stack.status(_settings()), as_json)
+    _print_status(_with_rates(stack.status(_settings())), as_json)
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """Events handled and messages behind (summed over partitions) of one worker."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as response:
+        text = response.read().decode()
+    found = {"events": 0.0, "lag": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "omni_events_total":
+                found["events"] += sample.value
+            elif sample.name == "omni_consumer_lag":
+                found["lag"] += sample.value
+    return found
+
+
+def _with_rates(state: dict[str, Any]) -> dict[str, Any]:
+    """Each healthy worker's events handled, events/s over one second, and lag."""
+    workers = {
+        name: c
+        for name, c in state.get("components", {}).items()
+        if name.startswith("worker") and c.get("healthy")
+    }
+    try:
+        first = {name: _scrape(c["port"]) for name, c in workers.items()}
+        time.sleep(1.0)
+        second = {name: _scrape(c["port"]) for name, c in workers.items()}
+    except OSError:
+        return state  # a worker went away meanwhile: report what is known
+    for name, c in workers.items():
+        c["events"] = int(second[name]["events"])
+        c["events_per_s"] = round(second[name]["events"] - first[name]["events"], 1)
+        c["lag"] = int(second[name]["lag"])
+    return state
 
 
 def redact(value: Any) -> Any:
@@ -117,11 +155,13 @@ def _print_status(state: dict[str, Any], as_json: bool) -> None:
         out.print_json(json.dumps(state, default=str))
         return
     out.print(f"stack: [bold]{state['state']}[/]  home: {state.get('home')}")
-    table = Table("component", "pid", "port", "alive", "healthy", "restarts", "log")
+    table = Table("component", "pid", "port", "alive", "healthy", "restarts", "events",
+                  "events/s", "lag", "log")  # fmt: skip
     for name, c in state.get("components", {}).items():
         table.add_row(
             name, str(c["pid"]), str(c["port"]), str(c.get("alive")), str(c.get("healthy")),
-            str(c.get("restarts", 0)), c["log"],
+            str(c.get("restarts", 0)), str(c.get("events", "")), str(c.get("events_per_s", "")),
+            str(c.get("lag", "")), c["log"],
         )  # fmt: skip
     out.print(table)
     for name, value in state.get("endpoints", {}).items():

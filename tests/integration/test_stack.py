@@ -60,6 +60,16 @@ def test_up_processes_within_seconds_and_down_leaves_nothing(tmp_path: Path) -> 
         assert stats["processed"] == 200
         print(f"omni up returned -> 200 events processed in {processing_s:.2f}s")
         assert processing_s < 10
+
+        # omni status shows each worker's events, rate and lag
+        shown = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "status", "--json"],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "OMNI_HOME": str(settings.home)},
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        worker = json.loads(shown.stdout)["components"]["worker-1"]
+        assert (worker["events"], worker["lag"], worker["events_per_s"]) == (200, 0, 0)
     finally:
         pids = [(c["pid"], c["start_time"]) for c in stack.status(settings)["components"].values()]
         stopped = stack.down(settings)
