@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from connectors.kafka import TouchpointProducer
@@ -14,7 +14,7 @@ from schemas.topics import topic_for
 from streams import reads
 from streams.endpoints import Endpoints
 from streams.settings import Settings
-from streams.simulate import Simulation
+from streams.simulate import SimMessage, Simulation
 
 Progress = Callable[[int, int], None]
 
@@ -27,8 +27,21 @@ def publish(
     progress: Progress | None = None,
 ) -> Counter[str]:
     """Send every simulated message (malformed ones as raw bytes); flush; return counts."""
+    send_messages(sim, producer, topic_prefix, rate, progress, sim.events)
+    return sim.counts
+
+
+def send_messages(
+    messages: Iterable[SimMessage],
+    producer: TouchpointProducer,
+    topic_prefix: str,
+    rate: float | None = None,
+    progress: Progress | None = None,
+    total: int = 0,
+) -> None:
+    """Send messages (malformed ones as raw bytes), at most ``rate`` per second; flush."""
     started = time.monotonic()
-    for n, msg in enumerate(sim, start=1):
+    for n, msg in enumerate(messages, start=1):
         if msg.record is not None:
             producer.send(msg.record)
         else:
@@ -37,10 +50,9 @@ def publish(
             ahead = n / rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
-        if progress is not None and (n % 500 == 0 or n == sim.events):
-            progress(n, sim.events)
+        if progress is not None and (n % 500 == 0 or n == total):
+            progress(n, total)
     producer.flush()
-    return sim.counts
 
 
 def wait_views(

@@ -26,9 +26,8 @@ from schemas.models import (
     StoreScan,
     type_name_of,
 )
-from schemas.topics import topic_for
 from streams.core.plan import plan_event
-from streams.demo import wait_accounted, wait_views
+from streams.demo import send_messages, wait_accounted, wait_views
 from streams.simulate import Simulation
 from streams.wiring import rules
 
@@ -47,16 +46,7 @@ def send_records(stack: Running, records: list) -> None:
 def send(stack: Running, messages: list, rate: float | None = None) -> None:
     prefix = stack.settings.topic_prefix
     with TouchpointProducer(stack.endpoints.kafka_bootstrap, prefix) as producer:
-        started = time.monotonic()
-        for n, msg in enumerate(messages, start=1):
-            if msg.record is not None:
-                producer.send(msg.record)
-            else:
-                producer.send_raw(topic_for(prefix, msg.type_name), msg.raw or b"", msg.key)
-            if rate:
-                ahead = n / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
+        send_messages(messages, producer, prefix, rate)
 
 
 class Reference:
