@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -77,9 +77,11 @@ def read_letters(
     topic: str,
     quiet_s: float = 1.5,
     progress: Callable[[int], None] | None = None,
+    config: Mapping[str, str] | None = None,
 ) -> Iterator[Letter]:
     consumer = Consumer(
         {
+            **(config or {}),
             "bootstrap.servers": bootstrap,
             "group.id": f"omni-dlq-reader-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,

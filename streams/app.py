@@ -22,6 +22,7 @@ from streams import metrics
 from streams.core.guard import InvalidShareExceeded
 from streams.endpoints import Endpoints
 from streams.settings import Settings
+from streams.wiring import faust_credentials
 from streams.wiring import pipeline as build_pipeline
 
 log = logging.getLogger("omni.worker")
@@ -69,6 +70,7 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
         web_port=web_port,
         web_host="127.0.0.1",
         datadir=str(datadir),
+        broker_credentials=faust_credentials(settings),
     )
     source = app.topic(
         *input_topics(settings.topic_prefix), key_serializer="raw", value_serializer="raw"

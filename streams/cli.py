@@ -235,6 +235,7 @@ def _publish(settings: Settings, events: int, members: int | None, seed: int, ra
         TouchpointProducer(
             endpoints.kafka_bootstrap,
             settings.topic_prefix,
+            config=endpoints.kafka_config,
             schema_registry_url=settings.schema_registry_url,
         ) as producer,
     ):
@@ -299,6 +300,7 @@ def produce(source: Any, skip_invalid: bool) -> None:
     with TouchpointProducer(
         endpoints.kafka_bootstrap,
         settings.topic_prefix,
+        config=endpoints.kafka_config,
         schema_registry_url=settings.schema_registry_url,
     ) as producer:
         for number, raw in enumerate(source, start=1):
@@ -349,6 +351,7 @@ def _letters(reason: str | None = None, topic: str | None = None) -> list[Any]:
                 endpoints.kafka_bootstrap,
                 dlq_topic(settings),
                 progress=lambda n: bar.update(task, completed=n),
+                config=endpoints.kafka_config,
             )
             if (reason is None or letter.reason == reason)
             and (topic is None or letter.original_topic == topic)
@@ -427,7 +430,11 @@ def dlq_replay(reason: str | None, topic: str | None, dry_run: bool) -> None:
     if dry_run:
         out.print(f"would replay {len(letters)} dead letters")
         return
-    with _progress() as bar, TouchpointProducer(resolve(settings).kafka_bootstrap) as producer:
+    endpoints = resolve(settings)
+    with (
+        _progress() as bar,
+        TouchpointProducer(endpoints.kafka_bootstrap, config=endpoints.kafka_config) as producer,
+    ):
         task = bar.add_task("replaying", total=len(letters))
         for n, letter in enumerate(letters, start=1):
             producer.send_raw(letter.original_topic, letter.value, letter.key)

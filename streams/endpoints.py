@@ -24,6 +24,8 @@ class Endpoints:
     sink_url: str | None = None
     #: its bearer token, if it requires one (never written to the stack record)
     sink_token: str | None = field(default=None, repr=False)
+    #: Kafka client security configuration (librdkafka names), from the settings
+    kafka_config: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 def stack_file(settings: Settings) -> Path:
@@ -62,4 +64,11 @@ def resolve(settings: Settings) -> Endpoints:
             "run `omni up` or set them"
         )
     token = settings.sink_api_token.get_secret_value() if settings.sink_api_token else None
-    return Endpoints(kafka, redis_url, dsn, found.get("sink_url"), token)  # type: ignore[arg-type]
+    return Endpoints(
+        kafka,  # type: ignore[arg-type]
+        redis_url,  # type: ignore[arg-type]
+        dsn,  # type: ignore[arg-type]
+        found.get("sink_url"),
+        token,
+        settings.kafka_client_config() if settings.kafka_bootstrap else {},
+    )

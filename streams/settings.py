@@ -7,18 +7,59 @@ use the embedded default that ``omni up`` starts under ``OMNI_HOME``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class Settings(BaseSettings):
+    """Every setting: from init arguments, then OMNI_* variables, then .env, then secret
+    files (a file per setting named like its variable, e.g. OMNI_KAFKA_SASL_PASSWORD, in
+    the folder OMNI_SECRETS_DIR names, or /run/secrets as Docker and Kubernetes mount)."""
+
     model_config = SettingsConfigDict(env_prefix="OMNI_", env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        folder = os.environ.get("OMNI_SECRETS_DIR") or "/run/secrets"
+        sources: tuple[PydanticBaseSettingsSource, ...] = (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+        )
+        if Path(folder).is_dir():
+            sources += (SecretsSettingsSource(settings_cls, secrets_dir=folder),)
+        return sources
 
     # Where the services are. Unset: the embedded stack's.
     kafka_bootstrap: str | None = Field(
         None, description="Kafka bootstrap servers, host:port[,...]"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="Kafka SASL mechanism (with SASL_*)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="Kafka SASL user")
+    kafka_sasl_password: SecretStr | None = Field(None, description="Kafka SASL password")
+    kafka_ssl_ca_file: Path | None = Field(
+        None, description="CA bundle that signed the brokers' certificates (with *SSL)"
     )
     redis_url: str | None = Field(None, description="redis://[user:password@]host:port/db")
     clickhouse_dsn: str | None = Field(
@@ -148,6 +189,18 @@ class Settings(BaseSettings):
         parse_rates(self.campaign_multipliers, "campaign multiplier")
         parse_rates(self.sink_faults, "sink fault")
         return self
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """The Kafka security settings as librdkafka (confluent-kafka) configuration."""
+        config = {"security.protocol": self.kafka_security_protocol.lower()}
+        if self.kafka_security_protocol.startswith("SASL"):
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username or ""
+            if self.kafka_sasl_password is not None:
+                config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_security_protocol.endswith("SSL") and self.kafka_ssl_ca_file:
+            config["ssl.ca.location"] = str(self.kafka_ssl_ca_file)
+        return config
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

@@ -68,6 +68,7 @@ class FactSink:
             timer.start()
         self.consumer = Consumer(
             {
+                **endpoints.kafka_config,
                 "bootstrap.servers": endpoints.kafka_bootstrap,
                 "group.id": f"{settings.app_id}-sink",
                 "auto.offset.reset": "earliest",
@@ -79,7 +80,10 @@ class FactSink:
             }
         )
         self.dead_out = PipelineOutput(
-            endpoints.kafka_bootstrap, facts_topic(settings), dlq_topic(settings)
+            endpoints.kafka_bootstrap,
+            facts_topic(settings),
+            dlq_topic(settings),
+            config=endpoints.kafka_config,
         )
         self.rows: dict[str, list[list[Any]]] = {}
         self.ranges: dict[tuple[str, int], list[int]] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from connectors.kafka import PipelineOutput
 from connectors.redis_views import RedisViews
@@ -106,8 +107,36 @@ def pipeline(settings: Settings, endpoints: Endpoints) -> TouchpointPipeline:
         rules=rules(settings),
         views=views(settings, endpoints),
         output=PipelineOutput(
-            endpoints.kafka_bootstrap, facts_topic(settings), dlq_topic(settings)
+            endpoints.kafka_bootstrap,
+            facts_topic(settings),
+            dlq_topic(settings),
+            config=endpoints.kafka_config,
         ),
         resolver=resolver(settings),
         guard=InvalidShareGuard(settings.dlq_max_invalid_share, settings.dlq_guard_window),
+    )
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The Kafka security settings as faust (aiokafka) credentials; None for PLAINTEXT."""
+    import ssl
+
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_ca_file) if settings.kafka_ssl_ca_file else None
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=password.get_secret_value() if password else None,
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context,
     )
