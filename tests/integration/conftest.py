@@ -98,6 +98,7 @@ class Running:
     logs: Path
     sink: ManagedProcess | None = None
     workers: list[ManagedProcess] = field(default_factory=list)
+    others: list[ManagedProcess] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -133,8 +134,13 @@ class Running:
         self.workers[self.workers.index(worker)] = fresh
         return fresh
 
+    def adopt(self, proc: ManagedProcess) -> ManagedProcess:
+        """A process a test started itself: stopped with the rest, whatever happens."""
+        self.others.append(proc)
+        return proc
+
     def stop(self) -> None:
-        for proc in [*self.workers, *([self.sink] if self.sink else [])]:
+        for proc in [*self.workers, *([self.sink] if self.sink else []), *self.others]:
             proc.stop(30)
 
 

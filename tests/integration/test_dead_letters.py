@@ -77,7 +77,8 @@ def test_dead_letters_are_listed_shown_and_replayed_after_a_fix(
 
     # ...until the operator widens the window; then the letters are replayed
     stack.workers[0].stop(30)
-    start_worker({**stack.env, "OMNI_MAX_EVENT_AGE_DAYS": "30"}, stack.logs, index=2, wait=90)
+    widened = {**stack.env, "OMNI_MAX_EVENT_AGE_DAYS": "30"}
+    stack.adopt(start_worker(widened, stack.logs, index=2, wait=90))
     replay = omni(stack, "dlq", "replay", "--reason", "too_old")
     assert replay.returncode == 0, replay.stderr
     assert "replayed 5 dead letters" in replay.stdout

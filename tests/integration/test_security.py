@@ -23,14 +23,16 @@ TOKEN = "t0ken-" + "x" * 26
 
 def sink(stack: Running, env: dict[str, str], name: str) -> ManagedProcess:
     port = free_port()
-    return ManagedProcess(
-        name,
-        omni_command("sink"),
-        port,
-        stack.logs / f"{name}.log",
-        health=lambda: http_ok(f"http://127.0.0.1:{port}/readyz"),
-        env={**stack.env, "OMNI_SINK_HTTP_PORT": str(port), **env},
-    ).start()
+    return stack.adopt(
+        ManagedProcess(
+            name,
+            omni_command("sink"),
+            port,
+            stack.logs / f"{name}.log",
+            health=lambda: http_ok(f"http://127.0.0.1:{port}/readyz"),
+            env={**stack.env, "OMNI_SINK_HTTP_PORT": str(port), **env},
+        ).start()
+    )
 
 
 def get(port: int, path: str, token: str | None = None) -> int:

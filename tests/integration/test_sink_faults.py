@@ -36,7 +36,7 @@ def sink_with_faults(stack: Running, faults: str, name: str) -> ManagedProcess:
         health=lambda: http_ok(f"http://127.0.0.1:{port}/readyz"),
         env={**stack.env, "OMNI_SINK_HTTP_PORT": str(port), "OMNI_SINK_FAULTS": faults},
     )
-    return proc.start()
+    return stack.adopt(proc.start())
 
 
 def traffic(stack: Running, events: int, seed: int) -> Simulation:
