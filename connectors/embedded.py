@@ -248,18 +248,23 @@ def omni_command(*args: str) -> list[str]:
 
 
 def start_sink(
-    env: Mapping[str, str], logs: Path, port: int | None = None, wait: float = 90
+    env: Mapping[str, str],
+    logs: Path,
+    port: int | None = None,
+    wait: float | None = 90,
+    name: str = "sink",
 ) -> ManagedProcess:
     port = port or free_port()
     proc = ManagedProcess(
-        "sink",
+        name,
         omni_command("sink"),
         port,
-        logs / "sink.log",
+        logs / f"{name}.log",
         health=lambda: http_ok(f"http://127.0.0.1:{port}/readyz"),
         env={**env, "OMNI_SINK_HTTP_PORT": str(port)},
     )
-    return proc.start().wait_healthy(wait)
+    proc.start()
+    return proc.wait_healthy(wait) if wait else proc
 
 
 def start_worker(

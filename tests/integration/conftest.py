@@ -113,12 +113,20 @@ class Running:
         return views(self.settings, self.endpoints)
 
     def start_sink(self) -> ManagedProcess:
-        self.sink = start_sink(self.env, self.logs)
-        # as `omni up` does: the CLI finds the sink (owner of chDB) through this record
+        return self.use_sink(start_sink(self.env, self.logs))
+
+    def use_sink(self, sink: ManagedProcess) -> ManagedProcess:
+        """Make ``sink`` the stack's sink and, as `omni up` does, record where it is: the
+        CLI finds the sink (owner of chDB) through that record."""
+        self.sink = sink
         found = dataclasses.asdict(self.endpoints)
         record = {"endpoints": {k: v for k, v in found.items() if k != "sink_token"}}
         stack_file(self.settings).write_text(json.dumps(record))
-        return self.sink
+        return sink
+
+    def start_extra_sink(self, name: str, **env: str) -> ManagedProcess:
+        """A sink with extra settings, not waited for; stopped with the rest."""
+        return self.adopt(start_sink({**self.env, **env}, self.logs, wait=None, name=name))
 
     def start_worker(self, wait: bool = True) -> ManagedProcess:
         index = len(self.workers) + 1
@@ -140,7 +148,8 @@ class Running:
         return proc
 
     def stop(self) -> None:
-        for proc in [*self.workers, *([self.sink] if self.sink else []), *self.others]:
+        procs = [*self.workers, *([self.sink] if self.sink else []), *self.others]
+        for proc in {id(p): p for p in procs}.values():  # each once, even if adopted too
             proc.stop(30)
 
 

@@ -13,26 +13,10 @@ from collections.abc import Callable
 
 import pytest
 
-from connectors.embedded import ManagedProcess, free_port, http_ok, omni_command
-
 from .conftest import Running
 
 pytestmark = pytest.mark.integration
 TOKEN = "t0ken-" + "x" * 26
-
-
-def sink(stack: Running, env: dict[str, str], name: str) -> ManagedProcess:
-    port = free_port()
-    return stack.adopt(
-        ManagedProcess(
-            name,
-            omni_command("sink"),
-            port,
-            stack.logs / f"{name}.log",
-            health=lambda: http_ok(f"http://127.0.0.1:{port}/readyz"),
-            env={**stack.env, "OMNI_SINK_HTTP_PORT": str(port), **env},
-        ).start()
-    )
 
 
 def get(port: int, path: str, token: str | None = None) -> int:
@@ -49,7 +33,7 @@ def test_the_sink_refuses_to_listen_beyond_loopback_without_a_token(
     run_stack: Callable[..., Running],
 ) -> None:
     stack = run_stack(workers=0, sink=False)
-    open_sink = sink(stack, {"OMNI_SINK_HTTP_HOST": "0.0.0.0"}, "sink-open")
+    open_sink = stack.start_extra_sink("sink-open", OMNI_SINK_HTTP_HOST="0.0.0.0")
     deadline = time.monotonic() + 60
     while open_sink.alive and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -62,21 +46,16 @@ def test_with_a_token_every_endpoint_but_the_probes_requires_it(
     run_stack: Callable[..., Running],
 ) -> None:
     stack = run_stack(workers=0, sink=False)
-    guarded = sink(stack, {"OMNI_SINK_HTTP_HOST": "0.0.0.0", "OMNI_SINK_API_TOKEN": TOKEN},
-                   "sink-guarded").wait_healthy(90)  # fmt: skip
-    stack.sink = guarded
+    guarded = stack.start_extra_sink(
+        "sink-guarded", OMNI_SINK_HTTP_HOST="0.0.0.0", OMNI_SINK_API_TOKEN=TOKEN
+    ).wait_healthy(90)
+    stack.use_sink(guarded)
     assert TOKEN not in guarded.log_path.read_text()
     port = guarded.port
     assert (get(port, "/healthz"), get(port, "/readyz")) == (200, 200)
     assert (get(port, "/stats"), get(port, "/metrics")) == (401, 401)
     assert get(port, "/stats", "wrong") == 401
     assert (get(port, "/stats", TOKEN), get(port, "/metrics", TOKEN)) == (200, 200)
-
-    record = {"endpoints": {"kafka_bootstrap": stack.endpoints.kafka_bootstrap,
-                            "redis_url": stack.endpoints.redis_url,
-                            "clickhouse_dsn": stack.endpoints.clickhouse_dsn,
-                            "sink_url": f"http://127.0.0.1:{port}"}}  # fmt: skip
-    (stack.settings.home / "stack.json").write_text(json.dumps(record))
 
     def omni_sql(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -11,7 +11,6 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.embedded import ManagedProcess, free_port, http_ok, omni_command
 from connectors.kafka import TouchpointProducer
 from schemas.models import type_name_of
 from streams import reads
@@ -24,19 +23,6 @@ from ..reference import expected_from
 from .conftest import Running
 
 pytestmark = pytest.mark.integration
-
-
-def sink_with_faults(stack: Running, faults: str, name: str) -> ManagedProcess:
-    port = free_port()
-    proc = ManagedProcess(
-        name,
-        omni_command("sink"),
-        port,
-        stack.logs / f"{name}.log",
-        health=lambda: http_ok(f"http://127.0.0.1:{port}/readyz"),
-        env={**stack.env, "OMNI_SINK_HTTP_PORT": str(port), "OMNI_SINK_FAULTS": faults},
-    )
-    return stack.adopt(proc.start())
 
 
 def traffic(stack: Running, events: int, seed: int) -> Simulation:
@@ -94,7 +80,7 @@ def test_a_sink_killed_between_insert_and_commit_duplicates_nothing(
     assert views["facts"] > 2000
     # three sinks in a row, each dying after its 2nd, 3rd, 1st batch: inserted, not committed
     for k in (2, 3, 1):
-        doomed = sink_with_faults(stack, f"kill_after_insert={k}", f"sink-kill{k}")
+        doomed = stack.start_extra_sink(f"sink-kill{k}", OMNI_SINK_FAULTS=f"kill_after_insert={k}")
         deadline = time.monotonic() + 90
         while doomed.alive and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -110,9 +96,8 @@ def test_failing_inserts_pause_the_sink_and_lose_nothing(
     run_stack: Callable[..., Running],
 ) -> None:
     stack = run_stack(workers=1, sink=False, sink_batch_rows=250)
-    sink = sink_with_faults(stack, "fail_inserts_s=6", "sink-failing")
-    sink.wait_healthy(90)
-    stack.sink = sink
+    sink = stack.start_extra_sink("sink-failing", OMNI_SINK_FAULTS="fail_inserts_s=6")
+    stack.use_sink(sink.wait_healthy(90))
     sim = traffic(stack, 2000, seed=62)
     stats = wait_accounted(stack.views, stack.endpoints, 2000, timeout=180)
     wait_ledger(stack, stats)
