@@ -62,12 +62,22 @@ class BatchReport:
     dead: int
 
 
-def fact_record(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) -> dict:
+def provenance(plan: EventPlan, msg: Inbound, now: datetime) -> dict:
+    """The fields every record the workers emit carries: when, and from which message."""
     return {
-        "event_id": plan.event_id,
-        "touchpoint_type": plan.touchpoint_type,
         "event_time": plan.event_time,
         "processed_time": now,
+        "source_topic": msg.topic,
+        "source_partition": msg.partition,
+        "source_offset": msg.offset,
+    }
+
+
+def fact_record(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) -> dict:
+    return {
+        **provenance(plan, msg, now),
+        "event_id": plan.event_id,
+        "touchpoint_type": plan.touchpoint_type,
         "channel": plan.channel,
         "store_id": plan.store_id,
         "one_id": outcome.one_id,
@@ -78,9 +88,6 @@ def fact_record(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) 
         "quantity": plan.quantity,
         "amount": plan.amount,
         "points": outcome.points,
-        "source_topic": msg.topic,
-        "source_partition": msg.partition,
-        "source_offset": msg.offset,
         "outcome": "claim_refused"
         if outcome.claim_refused
         else ("backordered" if outcome.backordered else ""),
@@ -92,10 +99,9 @@ def identity_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datet
     """The event's identity log as merge-log records for ClickHouse."""
     return [
         {
+            **provenance(plan, msg, now),
             "event_id": plan.event_id,
             "seq": seq,
-            "event_time": plan.event_time,
-            "processed_time": now,
             "action": change.action,
             "one_id": change.one_id,
             "other_one_id": change.other,
@@ -103,9 +109,6 @@ def identity_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datet
             "identifiers_before": list(change.kept),
             "identifiers_other": list(change.moved),
             "points_moved": change.points,
-            "source_topic": msg.topic,
-            "source_partition": msg.partition,
-            "source_offset": msg.offset,
         }
         for seq, change in enumerate(
             c for c in outcome.identity_log if c.action in IDENTITY_ACTIONS
@@ -115,13 +118,7 @@ def identity_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datet
 
 def ledger_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) -> list[dict]:
     """The points the event earned, and what it took back or let lapse (from the log)."""
-    base = {
-        "event_time": plan.event_time,
-        "processed_time": now,
-        "source_topic": msg.topic,
-        "source_partition": msg.partition,
-        "source_offset": msg.offset,
-    }
+    base = provenance(plan, msg, now)
     entries = []
     if outcome.points and outcome.one_id:
         rule = f"earn:{plan.touchpoint_type}"
