@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format unit integration clean
+.PHONY: install demo test lint format unit integration clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,17 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test: lint
+test: lint browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Debian's chromium, for the live dashboard's browser test
+# (tests/integration/test_live_dashboard.py); installed once, if missing
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the dashboard's browser test"; \
+	  $(SUDO) apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }; }
 
 clean:
 	-$(BIN)/omni down 2>/dev/null

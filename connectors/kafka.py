@@ -268,15 +268,22 @@ class PipelineOutput:
         self._out.flush()
 
     def facts(self, records_by_type: Mapping[str, Sequence[dict[str, Any]]]) -> None:
-        """Enriched facts, identity-log and ledger entries, each keyed by its event_id."""
+        """Enriched facts, identity-log, ledger and stock entries, each keyed by its
+        event_id; per-minute aggregates by their bucket."""
         for type_name, records in records_by_type.items():
             for record in records:
                 self._out.produce(
-                    self.facts_topic,
-                    value=encode(type_name, record),
-                    key=record["event_id"].encode(),
+                    self.facts_topic, value=encode(type_name, record), key=_key(record)
                 )
         self._out.flush()
+
+
+def _key(record: Mapping[str, Any]) -> bytes:
+    if "event_id" in record:
+        return str(record["event_id"]).encode()
+    minute = int(record["minute"].timestamp())
+    bucket = (minute, record["channel"], record["touchpoint_type"], record["store_id"])
+    return "|".join(map(str, bucket)).encode()
 
 
 def describe_validation_error(exc: ValidationError) -> tuple[str, str, str]:

@@ -62,6 +62,64 @@ IDENTITY_ACTIONS = frozenset({"merge", "refused", "not_linked"})
 
 
 @dataclass(frozen=True)
+class StockMove:
+    """One change of a stock key (``apply_batch.lua`` ``move``): by how much on hand and
+    reserved moved, what they hold after, and the key's version after the change.
+    ``ref``: what caused it when no event did (``hold:<order>`` for a lapsed pick-up hold)."""
+
+    sku: str
+    location: str
+    kind: str
+    on_hand_delta: int
+    reserved_delta: int
+    on_hand: int
+    reserved: int
+    version: int
+    ref: str = ""
+
+
+def _move(e: dict[str, Any]) -> StockMove:
+    return StockMove(
+        e["sku"], e["loc"], e["kind"], int(e["d_on"]), int(e["d_res"]), int(e["on"]),
+        int(e["res"]), int(e["v"]), e.get("ref", ""),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MinuteBucket:
+    """The absolute counts of one minute x channel x touchpoint type x store, as Redis holds
+    them after a batch; ``events`` only grows, so it versions the row."""
+
+    minute: int  # epoch seconds of the minute's start
+    channel: str
+    touchpoint_type: str
+    store_id: str
+    events: int
+    gmv_cents: int
+    orders: int
+    claims: int
+    refunds_cents: int
+
+
+def bucket_of(plan: EventPlan) -> str:
+    minute = int(plan.event_time.timestamp()) // 60 * 60
+    return f"{minute}|{plan.channel}|{plan.touchpoint_type}|{plan.store_id}"
+
+
+def _bucket(row: list[Any]) -> MinuteBucket:
+    minute, channel, kind, store = row[0].split("|", 3)
+    return MinuteBucket(int(minute), channel, kind, store, *(int(v) for v in row[1:6]))
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one batch did: an outcome per item, and the per-minute buckets it touched."""
+
+    outcomes: list[Outcome]
+    minutes: list[MinuteBucket]
+
+
+@dataclass(frozen=True)
 class Outcome:
     #: new | duplicate | replay | replay_expired | dead | replay_dead (see apply_batch.lua);
     #: replay_expired: redelivered after its dedupe record expired, nothing known to re-emit
@@ -73,6 +131,7 @@ class Outcome:
     #: points the event earned (after tier and campaign multipliers; 0 if refused)
     points: int = 0
     identity_log: tuple[IdentityChange, ...] = ()
+    stock_moves: tuple[StockMove, ...] = ()
 
     @property
     def attribution(self) -> str:
@@ -95,8 +154,12 @@ def _parse(status: bytes | str, result: bytes | str) -> Outcome:
     if not text:
         return Outcome("replay_expired" if status == "replay" else status)
     one_id, created, flags, points, *log = text.split("|", 4)
-    changes = tuple(_change(e) for e in json.loads(log[0])) if log else ()
-    return Outcome(status, one_id, created == "1", "B" in flags, "X" in flags, int(points), changes)
+    entries = json.loads(log[0]) if log else []
+    changes = tuple(_change(e) for e in entries if e["action"] != "stock")
+    moves = tuple(_move(e) for e in entries if e["action"] == "stock")
+    return Outcome(
+        status, one_id, created == "1", "B" in flags, "X" in flags, int(points), changes, moves
+    )
 
 
 def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
@@ -118,6 +181,7 @@ def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
         "L": list(plan.candidates),
         "h": plan.touch,
         "H": 1 if plan.pickup else 0,
+        "a": bucket_of(plan),
     }
 
 
@@ -133,10 +197,12 @@ class RedisViews:
         dedupe_ttl_s: int = 7 * 24 * 3600,
         policy: IdentityPolicy | None = None,
         points: PointsPolicy | None = None,
+        aggregate_ttl_s: int = 31 * 24 * 3600,
     ):
         self.client = client
         self.prefix = prefix
         self.dedupe_ttl_s = dedupe_ttl_s
+        self.aggregate_ttl_s = aggregate_ttl_s
         self.policy = json.dumps((policy or IdentityPolicy()).as_script_argument())
         self.config = json.dumps((points or PointsPolicy()).as_script_argument())
         lua = resources.files("connectors").joinpath("lua")
@@ -151,18 +217,30 @@ class RedisViews:
         return cls(client, **kwargs)
 
     def apply(self, items: list[dict[str, Any]], now_ms: int | None = None) -> list[Outcome]:
+        """The outcomes of ``apply_batch``."""
+        return self.apply_batch(items, now_ms).outcomes
+
+    def apply_batch(self, items: list[dict[str, Any]], now_ms: int | None = None) -> Applied:
         """Apply a batch atomically: one round trip, whatever its size. ``now_ms``: the
         worker's clock, for pick-up holds that lapse."""
         if not items:
-            return []
+            return Applied([], [])
         payload = json.dumps(items, separators=(",", ":"))
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        args = [self.prefix, self.dedupe_ttl_s, payload, self.policy, self.config, now_ms]
+        args = [
+            self.prefix, self.dedupe_ttl_s, payload, self.policy, self.config, now_ms,
+            self.aggregate_ttl_s,
+        ]  # fmt: skip
         try:
             raw = self._apply(args=args)
         except _TRANSIENT as exc:
             raise ViewsUnavailable(f"redis: {exc}") from exc
-        return [_parse(s, r) for s, r in raw]
+        *per_item, (_, minutes) = raw
+        rows = json.loads(minutes)
+        return Applied(
+            [_parse(s, r) for s, r in per_item],
+            [_bucket(r) for r in rows] if isinstance(rows, list) else [],  # {} when none
+        )
 
     def stats(self) -> dict[str, int]:
         try:

@@ -21,7 +21,13 @@ TOUCHPOINT_TYPES: tuple[str, ...] = (
     "inventory_adjustment",
 )
 #: Records the stream workers emit themselves.
-INTERNAL_TYPES: tuple[str, ...] = ("touchpoint_fact", "identity_event", "points_entry")
+INTERNAL_TYPES: tuple[str, ...] = (
+    "touchpoint_fact",
+    "identity_event",
+    "points_entry",
+    "stock_movement",
+    "minute_aggregate",
+)
 
 _COMMON = "common.avsc"
 

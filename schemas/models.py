@@ -273,6 +273,40 @@ class PointsEntry(_Record):
     source_offset: int
 
 
+class StockMovement(_Record):
+    """A change of one SKU's stock at one location (see ``stock_movement.avsc``)."""
+
+    event_id: str
+    sku: str
+    location: str
+    kind: str
+    on_hand_delta: int
+    reserved_delta: int
+    on_hand: int
+    reserved: int
+    version: int
+    event_time: datetime
+    processed_time: datetime
+    source_topic: str
+    source_partition: int
+    source_offset: int
+
+
+class MinuteAggregate(_Record):
+    """Absolute counts of a minute x channel x type x store (see ``minute_aggregate.avsc``)."""
+
+    minute: datetime
+    channel: str
+    touchpoint_type: str
+    store_id: str
+    events: int
+    gmv: Decimal
+    orders: int
+    claims: int
+    refunds: Decimal
+    processed_time: datetime
+
+
 Touchpoint = (
     StoreScan | LivestreamClick | RedEnvelopeClaim | AppOrder | OrderStatus | InventoryAdjustment
 )
@@ -288,6 +322,8 @@ MODELS: dict[str, type[_Record]] = {
     "touchpoint_fact": TouchpointFact,
     "identity_event": IdentityEvent,
     "points_entry": PointsEntry,
+    "stock_movement": StockMovement,
+    "minute_aggregate": MinuteAggregate,
 }
 
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from pydantic import ValidationError
 
@@ -29,6 +30,7 @@ from connectors.kafka import (
 )
 from connectors.redis_views import (
     IDENTITY_ACTIONS,
+    MinuteBucket,
     Outcome,
     RedisViews,
     dead_item,
@@ -135,6 +137,44 @@ def ledger_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetim
     return entries
 
 
+def stock_records(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) -> list[dict]:
+    """The stock movements the event made (and lapsed holds it carried)."""
+    base = provenance(plan, msg, now)
+    return [
+        {
+            **base,
+            "event_id": move.ref or plan.event_id,
+            "sku": move.sku,
+            "location": move.location,
+            "kind": move.kind,
+            "on_hand_delta": move.on_hand_delta,
+            "reserved_delta": move.reserved_delta,
+            "on_hand": move.on_hand,
+            "reserved": move.reserved,
+            "version": move.version,
+        }
+        for move in outcome.stock_moves
+    ]
+
+
+def minute_records(buckets: Sequence[MinuteBucket], now: datetime) -> list[dict]:
+    return [
+        {
+            "minute": datetime.fromtimestamp(b.minute, UTC),
+            "channel": b.channel,
+            "touchpoint_type": b.touchpoint_type,
+            "store_id": b.store_id,
+            "events": b.events,
+            "gmv": Decimal(b.gmv_cents) / 100,
+            "orders": b.orders,
+            "claims": b.claims,
+            "refunds": Decimal(b.refunds_cents) / 100,
+            "processed_time": now,
+        }
+        for b in buckets
+    ]
+
+
 class TouchpointPipeline:
     def __init__(
         self,
@@ -211,18 +251,26 @@ class TouchpointPipeline:
             self.output.dead_letters(dead, now)
         out_seconds = time.monotonic() - out_started
         views_started = time.monotonic()
-        outcomes = self.views.apply(items, int(now.timestamp() * 1000))
+        applied = self.views.apply_batch(items, int(now.timestamp() * 1000))
+        outcomes = applied.outcomes
         metrics.REDIS_SECONDS.observe(time.monotonic() - views_started)
-        facts, identity, ledger = [], [], []
+        facts, identity, ledger, stock = [], [], [], []
         for msg, plan, outcome in zip(batch, plans, outcomes, strict=True):
             if plan is not None and outcome.emits_fact:
                 facts.append(fact_record(plan, outcome, msg, now))
                 identity.extend(identity_records(plan, outcome, msg, now))
                 ledger.extend(ledger_records(plan, outcome, msg, now))
+                stock.extend(stock_records(plan, outcome, msg, now))
         out_started = time.monotonic()
-        if facts:
+        if facts or applied.minutes:
             self.output.facts(
-                {"touchpoint_fact": facts, "identity_event": identity, "points_entry": ledger}
+                {
+                    "touchpoint_fact": facts,
+                    "identity_event": identity,
+                    "points_entry": ledger,
+                    "stock_movement": stock,
+                    "minute_aggregate": minute_records(applied.minutes, now),
+                }
             )
         metrics.KAFKA_OUT_SECONDS.observe(out_seconds + time.monotonic() - out_started)
         self._count(batch, plans, outcomes, dead, now, time.monotonic() - started)

@@ -10,7 +10,8 @@
   resumes. Nothing is acknowledged early.
 
 In embedded mode this process owns the chDB directory, so it also serves reads for
-everyone else over a small HTTP API bound to loopback.
+everyone else over a small HTTP API bound to loopback, and the live dashboard
+(``/dashboard/``: the saved queries as charts, streams/web/).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import threading
 import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from connectors.clickhouse import QueryRefused, Warehouse
+from connectors.clickhouse import QueryRefused, Warehouse, dashboard_queries
 from connectors.errors import ServiceUnavailable, WarehouseUnavailable
 from connectors.kafka import DeadLetter, PipelineOutput
 from schemas.codec import DecodeError, decode
@@ -45,6 +47,8 @@ TABLES: dict[str, str] = {
     "touchpoint_fact": "touchpoint_facts",
     "identity_event": "identity_events",
     "points_entry": "points_ledger",
+    "stock_movement": "stock_movements",
+    "minute_aggregate": "touchpoint_minute",
 }
 COLUMNS: dict[str, tuple[str, ...]] = {
     type_name: tuple(f["name"] for f in contract().schema(type_name).parsed["fields"])
@@ -210,6 +214,39 @@ class FactSink:
             self.consumer.close()
 
 
+#: the dashboard's files (streams/web/): path under /dashboard/ -> content type
+WEB_FILES = {
+    "": "text/html; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "vendor/chart.umd.min.js": "text/javascript; charset=utf-8",
+}
+DASHBOARD_CACHE_S = 2.0
+
+
+class DashboardData:
+    """Every saved query's result for the dashboard, computed at most once per
+    ``DASHBOARD_CACHE_S`` however many pages poll; a failing query fails its panel only."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+        self.lock = threading.Lock()
+        self.cached: tuple[float, dict[str, Any]] | None = None
+
+    def get(self) -> dict[str, Any]:
+        with self.lock:
+            if self.cached and time.monotonic() - self.cached[0] < DASHBOARD_CACHE_S:
+                return self.cached[1]
+            panels: dict[str, Any] = {}
+            for name, sql in dashboard_queries().items():
+                try:
+                    result = self.warehouse.query(sql)
+                    panels[name] = {"columns": result.columns, "rows": result.rows}
+                except (QueryRefused, ServiceUnavailable) as exc:
+                    panels[name] = {"error": str(exc)}
+            self.cached = (time.monotonic(), panels)
+            return panels
+
+
 class _ReadApi(BaseHTTPRequestHandler):
     server: _ReadServer
 
@@ -217,12 +254,31 @@ class _ReadApi(BaseHTTPRequestHandler):
         log.debug("read api: " + fmt, *args)
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body, default=str).encode()
+        self._send(status, json.dumps(body, default=str).encode(), "application/json")
+
+    def _send(self, status: int, data: bytes, content_type: str) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(data)
+
+    def _web_file(self) -> bool:
+        """The dashboard's page and scripts (no data in them: open like the probes)."""
+        if self.path in ("/", "/dashboard"):
+            self.send_response(302)
+            self.send_header("Location", "/dashboard/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+        name = self.path.removeprefix("/dashboard/")
+        if not self.path.startswith("/dashboard/") or name not in WEB_FILES:
+            return False
+        web = resources.files("streams").joinpath("web")
+        data = web.joinpath(name or "index.html").read_bytes()
+        self._send(200, data, WEB_FILES[name])
+        return True
 
     def _authorised(self) -> bool:
         """Probes are open; everything else needs the token, when one is configured."""
@@ -236,7 +292,7 @@ class _ReadApi(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:
-        if not self._authorised():
+        if self._web_file() or not self._authorised():
             return
         sink = self.server.sink
         if self.path == "/healthz":
@@ -248,11 +304,9 @@ class _ReadApi(BaseHTTPRequestHandler):
             self._reply(200, dict(sink.stats))
         elif self.path == "/metrics":
             body, content_type = metrics.render()
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(200, body, content_type)
+        elif self.path == "/dashboard/data":
+            self._reply(200, self.server.dashboard.get())
         else:
             self._reply(404, {"error": "not found"})
 
@@ -292,6 +346,7 @@ class _ReadServer(ThreadingHTTPServer):
         super().__init__(address, _ReadApi)
         self.sink = sink
         self.token = token
+        self.dashboard = DashboardData(sink.warehouse)
 
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})

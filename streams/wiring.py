@@ -87,6 +87,8 @@ def views(settings: Settings, endpoints: Endpoints) -> RedisViews:
         endpoints.redis_url,
         prefix=f"{settings.topic_prefix}:",
         dedupe_ttl_s=settings.dedupe_ttl_s,
+        # a bucket outlives the oldest event accepted (older ones are dead-lettered)
+        aggregate_ttl_s=(settings.max_event_age_days + 1) * 86400,
         policy=identity_policy(settings),
         points=points_policy(settings),
     )

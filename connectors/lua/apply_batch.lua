@@ -9,11 +9,13 @@
 --                 m=amount in cents (paid, refunded, face value), u=order status,
 --                 g=campaign, b=1 if a purchase, L=candidate locations nearest first,
 --                 h=the touch this event is (livestream:<room>, red_envelope:<c>, guide:<id>),
---                 H=1 for a pick-up order}
--- Returns one {status, result} per item, status one of:
+--                 H=1 for a pick-up order, a=its per-minute bucket "minute|channel|type|store"}
+-- ARGV[6] now (ms), ARGV[7] aggregate bucket TTL (s).
+-- Returns one {status, result} per item, then {'aggregates', JSON list of the touched
+-- buckets' {bucket, events, gmv, orders, claims, refunds}}. Item status, one of:
 --   new        first time this event is applied; result = "oneid|new_member|flags|points[|log]"
 --              (points: awarded; log: JSON list of the event's merges, refusals, unlinked
---              identifiers, points taken back or lapsed, attribution)
+--              identifiers, points taken back or lapsed, attribution, stock movements)
 --   duplicate  event_id already applied from another offset (a re-sent event): no effect
 --   replay     this very offset was applied before (redelivery): no effect, first result
 --   dead       a dead letter counted;  replay_dead: counted before
@@ -35,6 +37,9 @@ local BUDGET = CONFIG.budgets
 local WINDOW = CONFIG.window_ms
 -- ARGV[6]: now (ms, the worker's clock): pick-up holds older than this expire
 local NOW = tonumber(ARGV[6])
+-- ARGV[7]: how long (s) a per-minute aggregate bucket is kept (longer than the oldest
+-- event accepted, so a late event adds to its minute's bucket instead of starting over)
+local AGG_TTL = tonumber(ARGV[7] or '0')
 local STATS = P .. 'stats'
 local OFFSETS = P .. 'offsets'
 
@@ -218,14 +223,30 @@ local function stitch(it)
   return oid, created, log
 end
 
-local function stock_key(sku, loc) return P .. 's:' .. sku .. '@' .. loc end
+local SKEY = P .. 's:'
+local function stock_key(sku, loc) return SKEY .. sku .. '@' .. loc end
+
+-- Every change of a stock key is a movement: what changed, what the key holds after,
+-- and the key's own version (ClickHouse keeps the highest version as the key's state).
+-- The movements of the event being applied collect in MOVES and ride in its log.
+local MOVES = {}
+local function move(key, kind, d_on, d_res, ref)
+  -- (never pass -0: Lua writes it as "-0", which HINCRBY refuses)
+  if d_on ~= 0 then redis.call('HINCRBY', key, 'on_hand', d_on) end
+  if d_res ~= 0 then redis.call('HINCRBY', key, 'reserved', d_res) end
+  if d_on == 0 and d_res == 0 then return end
+  local h = redis.call('HMGET', key, 'on_hand', 'reserved')
+  local sku, loc = string.match(string.sub(key, #SKEY + 1), '^(.*)@([^@]*)$')
+  MOVES[#MOVES + 1] = {action = 'stock', sku = sku, loc = loc, kind = kind,
+                       d_on = d_on, d_res = d_res, on = num(h[1]), res = num(h[2]),
+                       v = redis.call('HINCRBY', key, 'v', 1), ref = ref or ''}
+end
 
 -- on hand never goes below zero; a sale of stock the views do not know of is counted
-local function take(key, q)
+local function take(key, q, kind)
   local on_hand = num(redis.call('HGET', key, 'on_hand'))
   local taken = math.min(on_hand, q)
-  -- (never pass -0: Lua writes it as "-0", which HINCRBY refuses)
-  if taken > 0 then redis.call('HINCRBY', key, 'on_hand', -taken) end
+  if taken > 0 then move(key, kind, -taken, 0) end
   if taken < q then redis.call('HINCRBY', STATS, 'stock_discrepancies', 1) end
 end
 
@@ -236,14 +257,14 @@ local function apply_stock(it)
     local kind, sku, loc, q = op[1], op[2], op[3], op[4]
     local key = stock_key(sku, loc)
     if kind == 'sale' then
-      take(key, q)
+      take(key, q, 'sale')
     elseif kind == 'receive' then
-      redis.call('HINCRBY', key, 'on_hand', q)
+      move(key, 'receive', q, 0)
     elseif kind == 'count' then
-      redis.call('HSET', key, 'on_hand', q)
+      move(key, 'count', q - num(redis.call('HGET', key, 'on_hand')), 0)
     elseif kind == 'transfer' then
-      take(stock_key(sku, op[5]), q)
-      redis.call('HINCRBY', key, 'on_hand', q)
+      take(stock_key(sku, op[5]), q, 'transfer_out')
+      move(key, 'transfer_in', q, 0)
     elseif kind == 'reserve' then
       reserve[#reserve + 1] = {sku, loc, q}
     end
@@ -267,7 +288,7 @@ local function apply_stock(it)
     if chosen then
       for _, r in ipairs(reserve) do
         local key = stock_key(r[1], chosen)
-        redis.call('HINCRBY', key, 'reserved', r[3])
+        move(key, 'reserve', 0, r[3])
         held[#held + 1] = {key, r[3]}
       end
       redis.call('HINCRBY', STATS, 'reservations', 1)
@@ -314,7 +335,7 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
   if status == 'cancelled' then
     if state == 'cancelled' or state == 'fulfilled' then return end
     if state == 'reserved' then
-      for _, l in ipairs(lines) do redis.call('HINCRBY', l[1], 'reserved', -l[2]) end
+      for _, l in ipairs(lines) do move(l[1], 'release', 0, -l[2]) end
       redis.call('HINCRBY', STATS, 'reservations_released', 1)
     end
     reverse(pts)
@@ -324,13 +345,10 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
     if state == 'cancelled' or state == 'fulfilled' then return end
     if state == 'reserved' then
       -- the reservation becomes the sale
-      for _, l in ipairs(lines) do
-        redis.call('HINCRBY', l[1], 'reserved', -l[2])
-        redis.call('HINCRBY', l[1], 'on_hand', -l[2])
-      end
+      for _, l in ipairs(lines) do move(l[1], 'fulfil', -l[2], -l[2]) end
     elseif state == 'expired' then
       -- collected after its hold lapsed: a plain sale from the shelf
-      for _, l in ipairs(lines) do take(l[1], l[2]) end
+      for _, l in ipairs(lines) do take(l[1], l[2], 'sale') end
     end
     redis.call('HSET', o, 'state', 'fulfilled')
     redis.call('HINCRBY', STATS, 'orders_fulfilled', 1)
@@ -349,7 +367,7 @@ local function expire_holds()
     local h = redis.call('HMGET', o, 'state', 'lines')
     if h[1] == 'reserved' then
       for _, l in ipairs(cjson.decode(h[2] or '[]')) do
-        redis.call('HINCRBY', l[1], 'reserved', -l[2])
+        move(l[1], 'expire', 0, -l[2], 'hold:' .. order_id)
       end
       redis.call('HSET', o, 'state', 'expired')
       redis.call('HINCRBY', STATS, 'holds_expired', 1)
@@ -406,11 +424,40 @@ local function claim_awarded(it)
   return true
 end
 
+-- Per-minute aggregates (docs/clickhouse.md): one hash per minute x channel x touchpoint
+-- type x store (it.a), counted here, atomically with the event's own dedupe record, so
+-- an event counts once however often it is delivered. The batch returns the absolute
+-- values of every bucket it touched; events is the bucket's version.
+local TOUCHED = {}
+local function count_minute(it, awarded)
+  if it.a == nil or it.a == '' then return end
+  local a = P .. 'a:' .. it.a
+  redis.call('HINCRBY', a, 'events', 1)
+  if it.b == 1 then
+    redis.call('HINCRBY', a, 'orders', 1)
+    redis.call('HINCRBY', a, 'gmv', it.m)
+  end
+  if it.y == 'red_envelope_claim' and awarded then redis.call('HINCRBY', a, 'claims', 1) end
+  if it.u == 'refunded' then redis.call('HINCRBY', a, 'refunds', it.m) end
+  if AGG_TTL > 0 then redis.call('EXPIRE', a, AGG_TTL) end
+  TOUCHED[it.a] = true
+end
+
+local function minute_snapshots()
+  local rows = {}
+  for b, _ in pairs(TOUCHED) do
+    local h = redis.call('HMGET', P .. 'a:' .. b, 'events', 'gmv', 'orders', 'claims', 'refunds')
+    if h[1] then rows[#rows + 1] = {b, num(h[1]), num(h[2]), num(h[3]), num(h[4]), num(h[5])} end
+  end
+  return rows
+end
+
 local function apply_event(it)
   -- optional fields of an item (connectors/redis_views.py event_item writes them all)
   it.h, it.g, it.u, it.r = it.h or '', it.g or '', it.u or '', it.r or ''
   it.m, it.b, it.H, it.p = it.m or 0, it.b or 0, it.H or 0, it.p or 0
   local oid, created, log = '', 0, {}
+  MOVES = {}
   if #it.k > 0 then oid, created, log = stitch(it) end
   local refused = ''
   if it.y == 'red_envelope_claim' and not claim_awarded(it) then
@@ -478,6 +525,8 @@ local function apply_event(it)
   local flags, reserved = apply_stock(it)
   flags = flags .. refused
   apply_order(it, oid, reserved, flags, log)
+  for _, mv in ipairs(MOVES) do log[#log + 1] = mv end
+  count_minute(it, refused == '')
   redis.call('HINCRBY', STATS, 'facts', 1)
   redis.call('HINCRBY', STATS, 'type:' .. it.y, 1)
   local res = oid .. '|' .. created .. '|' .. flags .. '|' .. it.p
@@ -486,7 +535,16 @@ local function apply_event(it)
   return res
 end
 
+-- Movements that belong to no event (pick-up holds lapsing) ride in the log of the
+-- batch's first new event; with none, they wait in `xm` for a later batch.
+MOVES = {}
 expire_holds()
+local carried = MOVES
+for _, w in ipairs(redis.call('LRANGE', P .. 'xm', 0, -1)) do
+  for _, mv in ipairs(cjson.decode(w)) do carried[#carried + 1] = mv end
+end
+redis.call('DEL', P .. 'xm')
+
 local results = {}
 local advanced = {}
 for i, it in ipairs(batch) do
@@ -495,6 +553,9 @@ for i, it in ipairs(batch) do
       results[i] = {'replay_dead', ''}
     else
       results[i] = {'replay', redis.call('GET', P .. 'e:' .. it.id) or ''}
+      if it.a and it.a ~= '' and redis.call('EXISTS', P .. 'a:' .. it.a) == 1 then
+        TOUCHED[it.a] = true
+      end
     end
   else
     cursor[it.tp] = it.o
@@ -510,6 +571,14 @@ for i, it in ipairs(batch) do
         results[i] = {'duplicate', prior}
       else
         local res = apply_event(it)
+        if #carried > 0 then
+          local o, c, f, pts, logged = string.match(res, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|?(.*)$')
+          local entries = {}
+          if logged ~= '' then entries = cjson.decode(logged) end
+          for _, mv in ipairs(carried) do entries[#entries + 1] = mv end
+          res = o .. '|' .. c .. '|' .. f .. '|' .. pts .. '|' .. cjson.encode(entries)
+          carried = {}
+        end
         redis.call('SET', P .. 'e:' .. it.id, res, 'EX', ttl)
         results[i] = {'new', res}
       end
@@ -517,4 +586,6 @@ for i, it in ipairs(batch) do
   end
 end
 for tp, o in pairs(advanced) do redis.call('HSET', OFFSETS, tp, o) end
+if #carried > 0 then redis.call('RPUSH', P .. 'xm', cjson.encode(carried)) end
+results[#batch + 1] = {'aggregates', cjson.encode(minute_snapshots())}
 return results

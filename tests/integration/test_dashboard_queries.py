@@ -53,6 +53,28 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
               ["e4", "earn:app_order", "O1", 50, NOW, NOW, "t", 0, 4],
               ["e9", "reverse:cancelled", "O1", -50, NOW, NOW, "t", 0, 9]]  # fmt: skip
     w.insert("points_ledger", COLUMNS["points_entry"], ledger, "l1")
+    # per-minute rows as the workers send them: absolute, versioned by events; the app
+    # bucket was first sent after one order, then after both
+    minute = [["app", "app_order", "", 1, "100", 1, 0], ["app", "app_order", "", 2, "150", 2, 0],
+              ["store", "store_scan", "S1", 1, "30", 1, 0],
+              ["mini_program", "app_order", "", 1, "20", 1, 0],
+              ["livestream", "livestream_click", "", 2, "0", 0, 0],
+              ["wechat", "red_envelope_claim", "", 2, "0", 0, 1]]  # fmt: skip
+    rows = [
+        [NOW, c, t, s, e, Decimal(g), o, cl, Decimal(0), NOW] for c, t, s, e, g, o, cl in minute
+    ]
+    w.insert("touchpoint_minute", COLUMNS["minute_aggregate"], rows[:3], "m1")
+    w.insert("touchpoint_minute", COLUMNS["minute_aggregate"], rows[1:], "m2")
+    moves = [["SKU1", 1, "receive", 10, 10], ["SKU1", 2, "sale", -3, 7],
+             ["SKU1", 3, "sale", -3, 4], ["SKU1", 3, "sale", -3, 4],  # re-emitted
+             ["SKU2", 1, "receive", 20, 20]]  # fmt: skip
+    w.insert(
+        "stock_movements",
+        COLUMNS["stock_movement"],
+        [[f"m{v}", sku, "S1", kind, d, 0, on, 0, v, NOW, NOW, "t", 0, v]
+         for sku, v, kind, d, on in moves],
+        "s1",
+    )  # fmt: skip
     yield w
     w.close()
 
@@ -76,8 +98,27 @@ def test_gmv_splits_and_order_values(warehouse: Warehouse) -> None:
     assert [(r["store_id"], r["gmv"]) for r in run(warehouse, "store_leaderboard")] == [
         ("S1", Decimal("30"))
     ]
-    per_minute = run(warehouse, "gmv_per_minute")
-    assert sum(r["orders"] for r in per_minute) == 4  # the re-emitted rows count once
+
+
+def test_per_minute_aggregates_take_the_newest_version(warehouse: Warehouse) -> None:
+    got = {
+        r["channel"]: (r["orders"], r["gmv"], r["events"], r["members"])
+        for r in run(warehouse, "gmv_per_minute")
+    }
+    assert got == {
+        "app": (2, Decimal("150"), 2, 1),  # O1 twice: one member
+        "livestream": (0, Decimal("0"), 2, 2),
+        "mini_program": (1, Decimal("20"), 1, 1),
+        "store": (1, Decimal("30"), 1, 1),
+        "wechat": (0, Decimal("0"), 2, 2),
+    }
+
+
+def test_low_stock_reads_the_newest_movement(warehouse: Warehouse) -> None:
+    rows = run(warehouse, "low_stock")
+    assert [(r["sku"], r["location"], r["on_hand"], r["available"]) for r in rows] == [
+        ("SKU1", "S1", 4, 4)
+    ]
 
 
 def test_conversions(warehouse: Warehouse) -> None:

@@ -28,6 +28,7 @@ from schemas.models import (
     InventoryAdjustment,
     LivePlatform,
     LivestreamClick,
+    MinuteAggregate,
     OrderLine,
     OrderStatus,
     OrderStatusKind,
@@ -35,6 +36,7 @@ from schemas.models import (
     PointsEntry,
     RedEnvelopeClaim,
     ScanKind,
+    StockMovement,
     StoreScan,
     TouchpointFact,
 )
@@ -403,6 +405,40 @@ def full_points_entry() -> PointsEntry:
     )
 
 
+def full_stock_movement() -> StockMovement:
+    return StockMovement(
+        event_id="evt-full-0001",
+        sku="SKU-0001",
+        location="S001",
+        kind="fulfil",
+        on_hand_delta=-2,
+        reserved_delta=-2,
+        on_hand=7,
+        reserved=1,
+        version=12,
+        event_time=datetime(2024, 6, 1, 11, 55, 0, 123000, tzinfo=UTC),
+        processed_time=datetime(2024, 6, 1, 11, 55, 2, 9000, tzinfo=UTC),
+        source_topic="omni.touchpoint.order_status",
+        source_partition=5,
+        source_offset=123456789012,
+    )
+
+
+def full_minute_aggregate() -> MinuteAggregate:
+    return MinuteAggregate(
+        minute=datetime(2024, 6, 1, 11, 55, tzinfo=UTC),
+        channel="store",
+        touchpoint_type="store_scan",
+        store_id="S001",
+        events=31,
+        gmv=Decimal("12345.67"),
+        orders=9,
+        claims=0,
+        refunds=Decimal("99.50"),
+        processed_time=datetime(2024, 6, 1, 11, 55, 2, 9000, tzinfo=UTC),
+    )
+
+
 FULL: dict[str, Callable[[], Any]] = {
     "store_scan": full_store_scan,
     "livestream_click": full_livestream_click,
@@ -413,6 +449,8 @@ FULL: dict[str, Callable[[], Any]] = {
     "touchpoint_fact": full_touchpoint_fact,
     "identity_event": full_identity_event,
     "points_entry": full_points_entry,
+    "stock_movement": full_stock_movement,
+    "minute_aggregate": full_minute_aggregate,
 }
 MINIMAL: dict[str, Callable[[], Any]] = {
     "store_scan": minimal_store_scan,
@@ -424,4 +462,6 @@ MINIMAL: dict[str, Callable[[], Any]] = {
     "touchpoint_fact": minimal_touchpoint_fact,
     "identity_event": minimal_identity_event,
     "points_entry": full_points_entry,
+    "stock_movement": full_stock_movement,
+    "minute_aggregate": full_minute_aggregate,
 }

@@ -30,7 +30,14 @@ from schemas.models import MODELS, IdentifierKind
 
 from .factories import FULL, MINIMAL
 
-ALL_TYPES = (*TOUCHPOINT_TYPES, "touchpoint_fact", "identity_event", "points_entry")
+ALL_TYPES = (
+    *TOUCHPOINT_TYPES,
+    "touchpoint_fact",
+    "identity_event",
+    "points_entry",
+    "stock_movement",
+    "minute_aggregate",
+)
 _PRIMITIVES: dict[str, type] = {
     "string": str,
     "boolean": bool,
@@ -269,6 +276,8 @@ def test_every_enum_and_record_is_visited() -> None:
         "TouchpointFact",
         "IdentityEvent",
         "PointsEntry",
+        "StockMovement",
+        "MinuteAggregate",
         "Envelope",
         "Identifier",
         "Consent",
@@ -601,6 +610,6 @@ def test_unknown_type_name_is_a_key_error_listing_the_known_ones() -> None:
         contract().schema("loyalty_points")
     assert "unknown event type 'loyalty_points'" in str(info.value)
     assert (
-        "app_order, identity_event, inventory_adjustment, livestream_click, order_status, "
-        "points_entry" in str(info.value)
+        "app_order, identity_event, inventory_adjustment, livestream_click, minute_aggregate, "
+        "order_status, points_entry" in str(info.value)
     )
