@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -16,6 +18,7 @@ from streams.wiring import all_topics
 ROOT = Path(__file__).resolve().parents[2]
 SETTING_NAMES = {f"OMNI_{name.upper()}" for name in Settings.model_fields}
 K8S = ROOT / "deploy" / "k8s"
+GRAFANA_DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "omni.json"
 
 
 def compose() -> dict[str, Any]:
@@ -87,9 +90,38 @@ def migration_columns() -> set[str]:
     return set(re.findall(r"^\s+([a-z_]+)\s+[A-Z]", sql, flags=re.MULTILINE))
 
 
+def dashboard_panels() -> list[dict[str, Any]]:
+    return json.loads(GRAFANA_DASHBOARD.read_text("utf-8"))["panels"]
+
+
+def dashboard_generator() -> ModuleType:
+    path = ROOT / "deploy" / "grafana" / "build_dashboard.py"
+    spec = importlib.util.spec_from_file_location("build_dashboard", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dashboard_is_what_the_generator_builds() -> None:
+    assert GRAFANA_DASHBOARD.read_text("utf-8") == dashboard_generator().render(), (
+        "deploy/grafana/dashboards/omni.json is out of date with connectors/dashboard/*.sql: "
+        "run `python deploy/grafana/build_dashboard.py`"
+    )
+
+
+def test_dashboard_has_a_panel_per_saved_query() -> None:
+    names = sorted(p.stem for p in (ROOT / "connectors" / "dashboard").glob("*.sql"))
+    sources = [
+        re.findall(r"\(connectors/dashboard/(\w+)\.sql\)$", p["description"])
+        for p in dashboard_panels()
+    ]
+    assert sorted(name for found in sources for name in found) == names
+    assert all(len(found) == 1 for found in sources)
+
+
 def test_dashboard_queries_use_existing_tables() -> None:
-    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/omni.json").read_text())
-    sql = re.findall(r'"rawSql": "((?:[^"\\]|\\.)*)"', json.dumps(dashboard))
+    sql = [t["rawSql"] for p in dashboard_panels() for t in p["targets"]]
     assert sql, "the dashboard has no queries"
     tables = set(
         re.findall(
@@ -98,6 +130,7 @@ def test_dashboard_queries_use_existing_tables() -> None:
         )
     )
     for query in sql:
-        for table in re.findall(r"FROM (\w+)", query):
-            assert table in tables, f"dashboard reads unknown table {table}"
+        named = set(re.findall(r"(?:\bWITH|,)\s+(\w+) AS \(", query))  # WITH name AS (...)
+        for table in re.findall(r"\b(?:FROM|JOIN)\s+(\w+)", query):
+            assert table in tables | named, f"dashboard reads unknown table {table}"
     assert {"event_time", "one_id", "amount"} <= migration_columns()
