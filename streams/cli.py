@@ -164,8 +164,11 @@ def _print_status(state: dict[str, Any], as_json: bool) -> None:
             str(c.get("lag", "")), c["log"],
         )  # fmt: skip
     out.print(table)
-    for name, value in state.get("endpoints", {}).items():
+    endpoints = state.get("endpoints", {})
+    for name, value in endpoints.items():
         out.print(f"  {name:<16} {value}")
+    if endpoints.get("sink_url"):
+        out.print(f"  {'dashboard':<16} {endpoints['sink_url']}/dashboard/")
 
 
 @main.command(hidden=True)
@@ -656,5 +659,82 @@ def sql(statement: str, as_json: bool) -> None:
     out.print(table)
 
 
-if __name__ == "__main__":
-    main()
+# -- rebuilding the views ---------------------------------------------------------------------
+
+
+def _timestamp_ms(value: str) -> int:
+    """ISO 8601 (UTC when no zone is given) or epoch milliseconds."""
+    from datetime import UTC, datetime
+
+    if value.isdigit():
+        return int(value)
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: ISO 8601 time or epoch milliseconds") from exc
+    return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+@main.command()
+@click.option(
+    "--from",
+    "from_",
+    default=None,
+    metavar="TIMESTAMP",
+    help="Replay only messages that reached Kafka at or after this time "
+    "(ISO 8601, UTC if no zone; or epoch ms).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def rebuild(from_: str | None, yes: bool, as_json: bool) -> None:
+    """Wipe the Redis views and replay the input topics into them (workers stopped)."""
+    from connectors.errors import ServiceUnavailable
+    from streams import rebuild as rebuilding
+    from streams.endpoints import StackNotRunning, resolve
+
+    settings = _settings()
+    from_ms = _timestamp_ms(from_) if from_ else None
+    try:
+        endpoints = resolve(settings)
+    except StackNotRunning as exc:
+        _fail(str(exc))
+    prefix = f"{settings.topic_prefix}:"
+
+    def confirm(total: int) -> bool:
+        return yes or click.confirm(
+            f"Wipe the Redis views under {prefix!r} and replay {total} messages into them?"
+        )
+
+    bar = _progress()  # shown once confirmed: a prompt and a live bar do not mix
+    task = bar.add_task("replaying", total=None)
+
+    def on_total(total: int) -> None:
+        bar.update(task, total=total)
+        bar.start()
+
+    try:
+        report = rebuilding.rebuild(
+            settings,
+            endpoints,
+            from_ms,
+            on_total=on_total,
+            on_progress=lambda n: bar.update(task, completed=n),
+            confirm=confirm,
+        )
+    except rebuilding.RebuildRefused as exc:
+        _fail(f"rebuild refused: {exc}", code=2)
+    except (ServiceUnavailable, RuntimeError) as exc:
+        _fail(f"rebuild failed: {exc}; run it again (it starts over)")
+    finally:
+        bar.stop()
+    body = report.as_dict()
+    if as_json:
+        print(json.dumps(body))
+        return
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(body["outcomes"].items())) or "none"
+    out.print(
+        f"rebuilt the views under {prefix!r}: replayed {body['replayed']} of {body['total']} "
+        f"messages from {body['partitions']} partitions in {body['elapsed_s']} s "
+        f"({outcomes}); {body['dead_lettered']} dead letters (not published again); "
+        f"{body['members']} members; {body['keys_deleted']} keys wiped first"
+    )
