@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format unit integration clean browser
+.PHONY: install demo test lint format unit integration clean bench browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ browser:
 	  echo "installing Debian's chromium for the dashboard's browser test"; \
 	  $(SUDO) apt-get install -y -qq chromium >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }; }
+
+bench: $(STAMP)
+	$(BIN)/omni bench $(BENCH_ARGS)
 
 clean:
 	-$(BIN)/omni down 2>/dev/null

@@ -738,3 +738,92 @@ def rebuild(from_: str | None, yes: bool, as_json: bool) -> None:
         f"({outcomes}); {body['dead_lettered']} dead letters (not published again); "
         f"{body['members']} members; {body['keys_deleted']} keys wiped first"
     )
+
+
+# -- benchmark ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--seconds",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Throughput window: the pipeline works through a backlog this long.",
+)
+@click.option(
+    "--members", type=int, default=100_000, show_default=True, help="Distinct simulated people."
+)
+@click.option("--workers", type=int, default=None, help="Worker processes (OMNI_WORKERS).")
+@click.option(
+    "--rate",
+    type=float,
+    default=1000.0,
+    show_default=True,
+    help="Steady events/s of the latency phase.",
+)
+@click.option(
+    "--latency-seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Length of the steady latency phase.",
+)
+@click.option(
+    "--soak-seconds",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Stretch the steady phase to this long to watch worker RSS (e.g. 600).",
+)
+@click.option(
+    "--baseline-seconds",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="Window of the bare-faust baseline.",
+)
+@click.option("--warmup-events", type=int, default=10_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
+@click.option("--save", type=click.Path(dir_okay=False), default=None,
+              help="Also write the JSON object to this file.")  # fmt: skip
+def bench(seconds: float, members: int, workers: int | None, rate: float,
+          latency_seconds: float, soak_seconds: float, baseline_seconds: float,
+          warmup_events: int, seed: int, as_json: bool, save: str | None) -> None:  # fmt: skip
+    """Benchmark the pipeline on a fresh embedded stack (docs/benchmarks.md)."""
+    from connectors.embedded import StartFailed
+    from streams import bench as benchmark
+
+    config = benchmark.BenchConfig(seconds, members, workers, rate, latency_seconds,
+                                   soak_seconds, baseline_seconds, warmup_events, seed)  # fmt: skip
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: float, total: float | None) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        try:
+            result = benchmark.run(config, progress, err.print)
+        except (benchmark.BenchError, StartFailed, TimeoutError) as exc:
+            _fail(str(exc))
+    if save:
+        with open(save, "w") as fh:
+            json.dump(result, fh, indent=2)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table("", "", title="omni bench", show_header=False)
+    for what, value in benchmark.report_rows(result):
+        table.add_row(what, value)
+    out.print(table)
+    targets = Table("target", "measured", "met", title="targets")
+    for t in result["targets"].values():
+        targets.add_row(t["target"], t["value"], "[green]yes[/]" if t["met"] else "[red]no[/]")
+    out.print(targets)
+
+
+if __name__ == "__main__":
+    main()

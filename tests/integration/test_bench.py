@@ -1,0 +1,82 @@
+"""``omni bench`` end to end with a tiny configuration: every number is there, sane and
+consistent, and nothing it started is left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connectors.embedded import is_running
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_reports_every_number_and_stops_everything(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNI_")}
+    argv = [sys.executable, "-m", "streams.cli", "bench", "--json", "--seconds", "5",
+            "--members", "2000", "--warmup-events", "500", "--rate", "200",
+            "--latency-seconds", "2", "--baseline-seconds", "2"]  # fmt: skip
+    done = subprocess.run(
+        argv, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads(done.stdout)
+
+    assert r["machine"]["cpus"] >= 1 and r["config"]["members"] == 2000
+    # every message produced is accounted for, and the sink holds every fact
+    acc = r["accounted"]
+    assert acc["every_event"] and acc["processed"] + acc["dead_lettered"] == acc["produced"]
+    assert acc["fact_rows_in_sink"] == acc["facts"] > 0
+    assert r["workload"]["produced"] == acc["produced"]
+    assert r["workload"]["by_kind"].get("malformed", 0) > 0 and acc["duplicates"] > 0
+
+    pipe = r["pipeline"]
+    assert pipe["events_per_s"] > 0 and pipe["events"] > 0 and 0 < pipe["window_s"] <= 6
+    assert pipe["events_per_s"] == pytest.approx(pipe["events"] / pipe["window_s"], rel=0.02)
+    assert pipe["events_per_s_per_worker"] == pytest.approx(
+        pipe["events_per_s"] / r["config"]["workers"], abs=0.1
+    )
+    assert r["sink"]["rows_per_s"] > 0 and r["sink"]["fact_rows_per_s"] > 0
+    assert r["cpu"]["worker_s_per_1000_events"] > 0
+
+    lat = r["latency"]
+    assert lat["measured"] == lat["events"] == 400
+    assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    assert lat["rate_achieved"] == pytest.approx(200, rel=0.1)
+
+    rss = r["rss"]["workers"]["worker-1"]
+    assert rss["start_mb"] > 10 and rss["end_mb"] > 10 and rss["max_mb"] >= rss["end_mb"]
+    red = r["redis"]
+    assert red["members"] > 0 and red["used_memory_delta"] > 0
+    assert red["bytes_per_member"] == pytest.approx(
+        red["used_memory_delta"] / red["members"], abs=0.1
+    )
+
+    confluent = r["baselines"]["confluent_kafka"]["events_per_s"]
+    bare = r["baselines"]["bare_faust"]["events_per_s"]
+    assert confluent > 0 and bare > 0
+    assert r["ratios"]["pipeline_vs_bare_faust"] == pytest.approx(
+        pipe["events_per_s"] / bare, abs=0.001
+    )
+    assert r["ratios"]["pipeline_vs_confluent"] == pytest.approx(
+        pipe["events_per_s"] / confluent, abs=0.00001
+    )
+    assert set(r["targets"]) == {
+        "pipeline_vs_bare_faust", "events_per_s_per_worker", "latency_p99",
+        "redis_bytes_per_member", "worker_rss_flat",
+    }  # fmt: skip
+    assert all(isinstance(t["met"], bool) for t in r["targets"].values())
+
+    # nothing left behind: the stack's processes, the bare agents, the temporary home
+    started = [*r["stack"]["components"].values(), *r["baselines"]["bare_faust"]["pids"]]
+    assert len(started) == 5
+    assert not [p for p in started if is_running(p["pid"], p["start_time"])]
+    assert not Path(r["stack"]["home"]).exists()
