@@ -56,6 +56,10 @@ def test_with_a_token_every_endpoint_but_the_probes_requires_it(
     assert (get(port, "/stats"), get(port, "/metrics")) == (401, 401)
     assert get(port, "/stats", "wrong") == 401
     assert (get(port, "/stats", TOKEN), get(port, "/metrics", TOKEN)) == (200, 200)
+    # the dashboard's page and scripts hold no data: open; its data is guarded
+    assert (get(port, "/dashboard/"), get(port, "/dashboard/vendor/chart.umd.min.js")) == (200, 200)
+    assert (get(port, "/dashboard/data"), get(port, "/dashboard/data", TOKEN)) == (401, 200)
+    assert get(port, "/dashboard/../sink.py") == 401  # nothing else is served as a file
 
     def omni_sql(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
