@@ -5,6 +5,11 @@ watches its children and stops exactly them.
 A child that dies is restarted at most ``MAX_RESTARTS`` times in ``RESTART_WINDOW_S``;
 after that it is reported ``failed`` and left down. The broker is never restarted: the
 embedded broker keeps its data in memory only, so a new one would be a different log.
+
+``omni workers pause`` / ``resume`` stop and start only the workers, for ``omni rebuild``:
+while ``OMNI_HOME/workers.paused`` exists the supervisor stops its workers (SIGTERM, as on
+shutdown), records them ``paused`` and does not restart them; once it is gone it starts
+them again.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from streams.wiring import all_topics
 MAX_RESTARTS = 3
 RESTART_WINDOW_S = 300.0
 LOCK_FILE = "stack.lock"
+PAUSE_FILE = "workers.paused"
 
 
 class AlreadyRunning(RuntimeError):
@@ -74,6 +80,11 @@ class Paths:
     @property
     def chdb(self) -> Path:
         return self.home / "chdb"
+
+    @property
+    def pause(self) -> Path:
+        """While this file exists the supervisor keeps its workers stopped."""
+        return self.home / PAUSE_FILE
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -120,6 +131,7 @@ class Supervisor:
         self.children: dict[str, _Child] = {}
         self.state: dict[str, Any] = {}
         self.stopping = False
+        self.workers_paused = False
 
     def _save(self) -> None:
         self.state["components"] = {
@@ -133,6 +145,9 @@ class Supervisor:
         }
         _write_json(self.paths.state, self.state)
 
+    def _workers(self) -> list[tuple[str, _Child]]:
+        return [(n, c) for n, c in self.children.items() if n.startswith("worker")]
+
     def _add(self, name: str, proc: ManagedProcess, restart: Any) -> None:
         self.children[name] = _Child(proc, restart)
         self._save()
@@ -145,6 +160,8 @@ class Supervisor:
         except BlockingIOError:
             print("another supervisor runs under", self.paths.home, flush=True)
             return 1
+        # a pause belongs to the stack that was paused, not to this new one
+        self.paths.pause.unlink(missing_ok=True)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         self.state = {
@@ -153,6 +170,7 @@ class Supervisor:
             "home": str(self.paths.home),
             "started_at": time.time(),
             "endpoints": {},
+            "workers": "running",
         }
         from connectors.embedded import process_start_time
 
@@ -173,6 +191,7 @@ class Supervisor:
             self.state["state"] = "stopped"
             self._save()
             os.replace(self.paths.state, self.paths.home / "stack.stopped.json")
+            self.paths.pause.unlink(missing_ok=True)
             print("stack stopped", flush=True)
         return 0 if self.state.get("error") is None else 1
 
@@ -218,12 +237,64 @@ class Supervisor:
         for w in workers:
             w.wait_healthy(120)
             index, port = int(w.name.split("-")[1]), w.port
-            self._add(w.name, w, lambda i=index, p=port: start_worker(env, logs, i, port=p))
+            self._add(
+                w.name,
+                w,
+                lambda i=index, p=port, wait=90: start_worker(env, logs, i, port=p, wait=wait),
+            )
+
+    def _pause_workers(self) -> None:
+        """Stop the workers as on shutdown (SIGTERM, SIGKILL after 45 s) and record them
+        ``paused``; a failed one stays ``failed``."""
+        self.state["workers"] = "pausing"
+        self._save()
+        for name, child in self._workers():
+            if child.status == "failed":
+                continue
+            print(f"{name} pausing", flush=True)
+            child.proc.stop(timeout=45)
+            child.exit_code = child.proc.exit_code
+            child.status = "paused"
+            self._save()
+        self.workers_paused = True
+        self.state["workers"] = "paused"
+        self._save()
+        print("workers paused", flush=True)
+
+    def _resume_workers(self) -> None:
+        """Start the paused workers again, as a restart does (same port), all at once,
+        then wait for each to be healthy; one that does not start is ``dead`` (and so
+        restarted by _watch)."""
+        self.state["workers"] = "resuming"
+        self._save()
+        paused = [(name, child) for name, child in self._workers() if child.status == "paused"]
+        for _, child in paused:
+            child.proc = child.restart(wait=None)
+            child.status = "resuming"
+            child.exit_code = None
+            self._save()
+        for name, child in paused:
+            try:
+                child.proc.wait_healthy(90)
+                child.status = "healthy"
+                print(f"{name} resumed", flush=True)
+            except StartFailed as exc:
+                print(f"{name} resume failed: {exc}", flush=True)
+                child.status = "dead"
+            self._save()
+        self.workers_paused = False
+        self.state["workers"] = "running"
+        self._save()
 
     def _watch(self) -> None:
         while not self.stopping:
+            pause_wanted = self.paths.pause.exists()
+            if pause_wanted and not self.workers_paused:
+                self._pause_workers()
+            elif not pause_wanted and self.workers_paused:
+                self._resume_workers()
             for name, child in self.children.items():
-                if child.status in ("failed",) or child.proc.alive:
+                if child.status in ("failed", "paused") or child.proc.alive:
                     continue
                 child.exit_code = child.proc.exit_code
                 now = time.time()
@@ -293,6 +364,71 @@ def raise_if_failed(settings: Settings) -> None:
     ]
     if broken or state["state"] not in ("running", "starting"):
         raise StartFailed(f"stack {state['state']}; failed: {', '.join(broken) or 'none'}")
+
+
+def _running_supervisor(paths: Paths) -> dict[str, Any]:
+    state = _read_state(paths)
+    sup = (state or {}).get("supervisor", {})
+    if state is None or not is_running(sup.get("pid", 0), sup.get("start_time")):
+        raise NotRunning(f"no stack runs under {paths.home}: `omni up` first")
+    if state.get("state") != "running":
+        raise NotRunning(f"the stack under {paths.home} is {state.get('state')}, not running")
+    return state
+
+
+def pause_workers(settings: Settings, timeout: float = 150.0) -> list[str]:
+    """Have the supervisor stop its workers and keep them stopped; wait until every one
+    has exited. Returns the workers' names. Raises ``NotRunning`` without a running
+    stack and ``TimeoutError`` when they are not all stopped within ``timeout``."""
+    paths = Paths(settings.home.resolve())
+    _running_supervisor(paths)
+    paths.pause.touch()
+    deadline = time.monotonic() + timeout
+    while True:
+        state = status(settings)
+        if not state["supervisor"]["alive"]:
+            raise NotRunning(f"the supervisor under {paths.home} exited")
+        workers = {n: c for n, c in state["components"].items() if n.startswith("worker")}
+        alive = sorted(n for n, c in workers.items() if c["alive"])
+        if state.get("workers") == "paused" and not alive:
+            return sorted(workers)
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"workers not paused after {timeout:g}s (still running: "
+                f"{', '.join(alive) or 'none'}); see {paths.logs / 'supervisor.log'}"
+            )
+        time.sleep(0.2)
+
+
+def resume_workers(settings: Settings, timeout: float = 150.0) -> list[str]:
+    """Let the supervisor start its workers again; wait until every one is healthy.
+    Returns the workers' names. Raises ``NotRunning`` without a running stack,
+    ``StartFailed`` when a worker does not start and ``TimeoutError`` after ``timeout``."""
+    paths = Paths(settings.home.resolve())
+    _running_supervisor(paths)
+    paths.pause.unlink(missing_ok=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = status(settings)
+        if not state["supervisor"]["alive"]:
+            raise NotRunning(f"the supervisor under {paths.home} exited")
+        workers = {n: c for n, c in state["components"].items() if n.startswith("worker")}
+        broken = [
+            f"{n} (see {c['log']})"
+            for n, c in workers.items()
+            if c.get("status") in ("failed", "dead")
+        ]
+        if state.get("workers") == "running" and broken:
+            raise StartFailed(f"workers not resumed: {', '.join(sorted(broken))}")
+        waiting = sorted(n for n, c in workers.items() if not c["healthy"])
+        if state.get("workers") == "running" and not waiting:
+            return sorted(workers)
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"workers not healthy after {timeout:g}s (waiting for "
+                f"{', '.join(waiting) or 'the supervisor'}); see {paths.logs}"
+            )
+        time.sleep(0.2)
 
 
 def up(settings: Settings, timeout: float = 180.0, on_progress: Any = print) -> dict[str, Any]:

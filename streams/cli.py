@@ -154,7 +154,8 @@ def _print_status(state: dict[str, Any], as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(state, default=str))
         return
-    out.print(f"stack: [bold]{state['state']}[/]  home: {state.get('home')}")
+    workers = f"  workers: [bold]{state['workers']}[/]" if state.get("workers") else ""
+    out.print(f"stack: [bold]{state['state']}[/]{workers}  home: {state.get('home')}")
     table = Table("component", "pid", "port", "alive", "healthy", "restarts", "events",
                   "events/s", "lag", "log")  # fmt: skip
     for name, c in state.get("components", {}).items():
@@ -659,6 +660,70 @@ def sql(statement: str, as_json: bool) -> None:
     out.print(table)
 
 
+# -- pausing the embedded stack's workers ------------------------------------------------------
+
+
+@main.group()
+def workers() -> None:
+    """Stop and start only the embedded stack's workers (broker, Redis and sink keep
+    running): for `omni rebuild`, which needs the workers stopped."""
+
+
+def _pause_workers(settings: Settings, timeout: float, undo: bool = False) -> list[str]:
+    """Pause the embedded stack's workers, or exit with the reason (``undo``: after
+    resuming those that were stopped)."""
+    from connectors import stack
+
+    started = time.monotonic()
+    err.print("pausing the workers ...")
+    try:
+        names = stack.pause_workers(settings, timeout)
+    except stack.NotRunning as exc:
+        _fail(f"cannot pause the workers: {exc}", code=2)
+    except TimeoutError as exc:
+        if undo:
+            _fail(f"{exc}; {_resume_workers(settings, timeout) or 'resumed them'}")
+        _fail(f"{exc}; `omni workers resume` starts them again")
+    err.print(f"workers paused: {', '.join(names) or 'none'} ({time.monotonic() - started:.1f}s)")
+    return names
+
+
+def _resume_workers(settings: Settings, timeout: float) -> str | None:
+    """Resume the embedded stack's workers; None once healthy, else what went wrong."""
+    from connectors import stack
+    from connectors.embedded import StartFailed
+
+    started = time.monotonic()
+    err.print("resuming the workers ...")
+    try:
+        names = stack.resume_workers(settings, timeout)
+    except (stack.NotRunning, StartFailed, TimeoutError) as exc:
+        return f"workers not resumed: {exc}"
+    err.print(f"workers resumed: {', '.join(names) or 'none'} ({time.monotonic() - started:.1f}s)")
+    return None
+
+
+_WORKERS_TIMEOUT = click.option(
+    "--timeout", type=float, default=150.0, show_default=True, help="Seconds to wait."
+)
+
+
+@workers.command("pause")
+@_WORKERS_TIMEOUT
+def workers_pause(timeout: float) -> None:
+    """Stop the workers (as on shutdown) and keep them stopped; waits until they exited."""
+    _pause_workers(_settings(), timeout)
+
+
+@workers.command("resume")
+@_WORKERS_TIMEOUT
+def workers_resume(timeout: float) -> None:
+    """Start the paused workers again; waits until every one is healthy."""
+    problem = _resume_workers(_settings(), timeout)
+    if problem is not None:
+        _fail(problem)
+
+
 # -- rebuilding the views ---------------------------------------------------------------------
 
 
@@ -686,7 +751,13 @@ def _timestamp_ms(value: str) -> int:
 )
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-def rebuild(from_: str | None, yes: bool, as_json: bool) -> None:
+@click.option(
+    "--pause-workers",
+    is_flag=True,
+    help="Embedded stack: pause its workers first and resume them afterwards (also when "
+    "the rebuild fails or is refused).",
+)
+def rebuild(from_: str | None, yes: bool, as_json: bool, pause_workers: bool) -> None:
     """Wipe the Redis views and replay the input topics into them (workers stopped)."""
     from connectors.errors import ServiceUnavailable
     from streams import rebuild as rebuilding
@@ -712,6 +783,17 @@ def rebuild(from_: str | None, yes: bool, as_json: bool) -> None:
         bar.update(task, total=total)
         bar.start()
 
+    paused: list[str] | None = None  # the workers this rebuild paused, to resume
+    resume_problem: str | None = None
+    if pause_workers:
+        from connectors.stack import Paths
+
+        already = Paths(settings.home.resolve()).pause.exists()
+        names = _pause_workers(settings, 150.0, undo=not already)
+        if already:
+            err.print("the workers were paused before: they stay paused afterwards")
+        else:
+            paused = names
     try:
         report = rebuilding.rebuild(
             settings,
@@ -723,13 +805,23 @@ def rebuild(from_: str | None, yes: bool, as_json: bool) -> None:
         )
     except rebuilding.RebuildRefused as exc:
         _fail(f"rebuild refused: {exc}", code=2)
+    except click.Abort:  # answered no at the prompt (a RuntimeError too): nothing failed
+        raise
     except (ServiceUnavailable, RuntimeError) as exc:
         _fail(f"rebuild failed: {exc}; run it again (it starts over)")
     finally:
         bar.stop()
+        if paused is not None:
+            resume_problem = _resume_workers(settings, 150.0)
+            if resume_problem is not None:
+                err.print(f"[bold red]error:[/] {resume_problem}; `omni workers resume` retries")
     body = report.as_dict()
+    if paused is not None:
+        body["workers_paused"] = paused
     if as_json:
         print(json.dumps(body))
+        if resume_problem is not None:
+            sys.exit(1)
         return
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(body["outcomes"].items())) or "none"
     out.print(
@@ -738,6 +830,8 @@ def rebuild(from_: str | None, yes: bool, as_json: bool) -> None:
         f"({outcomes}); {body['dead_lettered']} dead letters (not published again); "
         f"{body['members']} members; {body['keys_deleted']} keys wiped first"
     )
+    if resume_problem is not None:
+        sys.exit(1)
 
 
 # -- benchmark ---------------------------------------------------------------------------------

@@ -393,7 +393,10 @@ def rebuild(
     view = views(settings, endpoints)
     why = workers_consuming(settings, endpoints)
     if why is not None:
-        raise RebuildRefused(f"{why}: stop the workers first, then rebuild, then start them")
+        raise RebuildRefused(
+            f"{why}: stop the workers first, then rebuild, then start them (embedded stack: "
+            "`omni rebuild --pause-workers` does all three, or `omni workers pause`)"
+        )
     check_erasures(view, endpoints, from_ms)
     consumer = _consumer(settings, endpoints, f"{settings.app_id}-rebuild-{uuid.uuid4().hex[:8]}")
     try:

@@ -1,7 +1,8 @@
 """`omni rebuild`: the Redis views built again from the input topics equal what the
 workers had built, the workers resume on top of them without applying anything twice,
---from applies exactly the events since then, and the rebuild refuses to race running
-workers or to bring back an erased person."""
+--from applies exactly the events since then, the rebuild refuses to race running
+workers or to bring back an erased person, and on a stack `omni up` started,
+--pause-workers pauses its workers for the rebuild and resumes them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,14 +20,18 @@ from typing import Any
 
 import pytest
 
+from connectors import stack as omni_stack
+from connectors.embedded import ManagedProcess
 from connectors.kafka import TouchpointProducer
+from connectors.redis_views import RedisViews
 from schemas.models import FulfilmentMode, OrderStatusKind, type_name_of
 from schemas.topics import topic_for
 from streams import rebuild as rebuilding
 from streams.core.plan import plan_event
 from streams.demo import wait_views
-from streams.endpoints import stack_file
-from streams.wiring import rules
+from streams.endpoints import Endpoints, resolve, stack_file
+from streams.settings import Settings
+from streams.wiring import rules, views
 
 from ..unit.factories import (
     app_order,
@@ -429,3 +435,105 @@ def test_rebuild_refuses_running_workers_and_erased_people(stack: Running) -> No
     wipe_prefix(stack)
     refused = omni(stack, "rebuild", "--yes")
     assert refused.returncode == 2 and "erased" in said(refused)
+
+
+# -- the embedded stack: omni rebuild --pause-workers -------------------------------------------
+
+
+@dataclass
+class Embedded:
+    """A stack `omni up` started, with what the helpers above use of `Running`."""
+
+    settings: Settings
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"OMNI_HOME": str(self.settings.home)}
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return resolve(self.settings)
+
+    @property
+    def views(self) -> RedisViews:
+        return views(self.settings, self.endpoints)
+
+    @property
+    def workers(self) -> list[ManagedProcess]:
+        """The workers as the stack records them (ports for worker_outcomes)."""
+        return [
+            ManagedProcess(name, [], c["port"], Path(c["log"]), lambda: True)
+            for name, c in omni_stack.status(self.settings)["components"].items()
+            if name.startswith("worker")
+        ]
+
+    def status(self) -> dict[str, Any]:
+        shown = omni(self, "status", "--json")  # type: ignore[arg-type]
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)
+
+
+def test_rebuild_pause_workers_on_the_embedded_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`omni up`, traffic, Redis lost, `omni rebuild --pause-workers`: the views are back
+    as they were, the stack's workers run again and take new traffic exactly once."""
+    for name in list(os.environ):
+        if name.startswith("OMNI_"):
+            monkeypatch.delenv(name)
+    settings = Settings(
+        home=tmp_path / "home", kafka_bootstrap=None, redis_url=None, clickhouse_dsn=None, workers=2
+    )
+    started = time.monotonic()
+    omni_stack.up(settings, on_progress=lambda _: None)
+    try:
+        embedded: Any = Embedded(settings)  # stands in for a `Running`
+        t = Traffic(embedded)
+        people = first_traffic(t)
+        before = snapshot(embedded)
+        assert before["stats"]["processed"] + before["stats"]["dead_lettered"] == t.sent
+        assert before["stats"]["members"] > 0 and before["stats"]["merges"] == 2
+        pids = {n: c["pid"] for n, c in embedded.status()["components"].items()}
+
+        refused = omni(embedded, "rebuild", "--yes")
+        assert refused.returncode == 2
+        assert "workers run (worker-1, worker-2)" in said(refused)
+        assert "--pause-workers" in said(refused) and "omni workers pause" in said(refused)
+
+        assert wipe_prefix(embedded) > 50
+        assert embedded.views.stats() == {}
+        done = omni(embedded, "rebuild", "--pause-workers", "--yes", "--json")
+        assert done.returncode == 0, done.stderr
+        steps = [
+            said(done).index(step)
+            for step in ("workers paused: worker-1, worker-2", "replaying", "workers resumed")
+        ]
+        assert steps == sorted(steps), said(done)
+        report = json.loads(done.stdout)
+        assert report["replayed"] == report["total"] == t.sent
+        assert report["workers_paused"] == ["worker-1", "worker-2"]
+        assert snapshot(embedded) == before
+
+        # the same workers, started again, healthy; the broker, Redis and sink untouched
+        state = embedded.status()
+        assert state["state"] == "running" and state["workers"] == "running"
+        for name, c in state["components"].items():
+            assert c["alive"] and c["healthy"] and c["status"] == "healthy", (name, c)
+            assert (c["pid"] != pids[name]) == name.startswith("worker"), name
+        assert not (settings.home / "workers.paused").exists()
+
+        # new traffic after the resume: applied once, nothing of the rebuild again
+        more = [scan(t, [people[i]["card"]], 50, "S001", "7.00") for i in range(4)]
+        t.send(more)
+        final = t.wait()
+        assert final["processed"] == before["stats"]["processed"] + 4
+        assert final["points_total"] == before["stats"]["points_total"] + 4 * 7
+        assert worker_outcomes(embedded).get("new", 0) == 4
+        for i in range(4):
+            one_id = embedded.views.resolve(f"card:C{i:05d}")
+            got = embedded.views.member(f"oneid:{one_id}")
+            assert got is not None
+            assert got["points"] == before["members"][f"m:{one_id}"]["points"] + 7
+    finally:
+        omni_stack.down(settings)
+    print(f"omni up -> rebuild --pause-workers -> new traffic: {time.monotonic() - started:.1f}s")
