@@ -16,7 +16,7 @@ from streams import reads
 from streams.demo import publish, wait_accounted
 from streams.simulate import Simulation
 
-from ..warehouse_checks import count_kinds, minute_mismatches, stock_mismatches
+from ..harness import count_kinds, minute_mismatches, stock_mismatches
 from .conftest import Running
 
 pytestmark = pytest.mark.integration

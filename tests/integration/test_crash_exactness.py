@@ -8,30 +8,25 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from connectors.kafka import TouchpointProducer
 from schemas.models import (
-    AppOrder,
     Fulfilment,
     FulfilmentMode,
     InventoryAdjustment,
     OrderLine,
-    OrderStatus,
     StoreScan,
-    type_name_of,
 )
-from streams.core.plan import plan_event
-from streams.demo import send_messages, wait_accounted, wait_views
+from streams.demo import wait_accounted, wait_views
 from streams.simulate import Simulation
 from streams.wiring import rules
 
-from ..reference import UnionFind, expected_from
+from ..harness import redis_state, send, unique
+from ..reference import expected_from, points_and_stock
 from .conftest import Running
 
 pytestmark = pytest.mark.integration
@@ -41,104 +36,6 @@ def send_records(stack: Running, records: list) -> None:
     with TouchpointProducer(stack.endpoints.kafka_bootstrap, stack.settings.topic_prefix) as p:
         for record in records:
             p.send(record)
-
-
-def send(stack: Running, messages: list, rate: float | None = None) -> None:
-    prefix = stack.settings.topic_prefix
-    with TouchpointProducer(stack.endpoints.kafka_bootstrap, prefix) as producer:
-        send_messages(messages, producer, prefix, rate)
-
-
-class Reference:
-    """Balances per member (by identifier set) and stock per SKU@location, from the events
-    in plain Python. Exact when no reservation is refused and no sale meets empty
-    shelves (the test checks both), because then arrival order does not matter."""
-
-    def __init__(self, stack: Running) -> None:
-        self.rules = rules(stack.settings)
-
-    def compute(self, records: list) -> tuple[dict[frozenset[str], int], dict[str, tuple]]:
-        now = datetime.now(UTC)
-        graph = UnionFind()
-        points: list[tuple[str, int]] = []  # (an identity key of the member, delta)
-        on_hand: Counter[str] = Counter()
-        reserved: Counter[str] = Counter()
-        orders: dict[str, tuple[str, int, int, list[tuple[str, int]]]] = {}
-        statuses: list[OrderStatus] = []
-        for record in records:
-            plan = plan_event(type_name_of(record), record, self.rules, now)
-            graph.link(plan.identity_keys)
-            if plan.identity_keys and plan.points:
-                points.append((plan.identity_keys[0], plan.points))
-            for op in plan.stock:
-                key = f"{op.sku}@{op.location}"
-                if op.kind == "receive":
-                    on_hand[key] += op.quantity
-                elif op.kind == "sale":
-                    on_hand[key] -= op.quantity
-                elif op.kind == "reserve":
-                    reserved[key] += op.quantity
-            if isinstance(record, AppOrder):
-                lines = [(f"{op.sku}@{op.location}", op.quantity) for op in plan.stock]
-                orders[record.order_id] = (
-                    plan.identity_keys[0],
-                    plan.points,
-                    int(record.paid_amount * 100),
-                    lines,
-                )
-            elif isinstance(record, OrderStatus):
-                statuses.append(record)
-            elif isinstance(record, InventoryAdjustment):
-                assert record.kind.value == "receipt"
-        for status in statuses:
-            member, granted, paid, lines = orders[status.order_id]
-            if status.status == "cancelled":
-                for key, q in lines:
-                    reserved[key] -= q
-                points.append((member, -granted))
-            elif status.status in ("picked_up", "shipped"):
-                for key, q in lines:
-                    reserved[key] -= q
-                    on_hand[key] -= q
-            elif status.status == "refunded" and status.refund_amount is not None:
-                back = min(granted, granted * int(status.refund_amount * 100) // paid)
-                points.append((member, -back))
-        balances: Counter[str] = Counter()
-        for key, delta in points:
-            balances[graph.find(key)] += delta
-        members = {}
-        for group in graph.components():
-            members[group] = balances[graph.find(next(iter(group)))]
-        stock = {k: (on_hand[k], reserved[k]) for k in set(on_hand) | set(reserved)}
-        return members, stock
-
-
-def redis_state(stack: Running) -> tuple[dict[frozenset[str], int], dict[str, tuple]]:
-    views = stack.views
-    client = views.client
-    members = {}
-    for key in client.scan_iter(match=views.prefix + "mi:*", count=1000):
-        one_id = key.decode().rsplit(":", 1)[1]
-        ids = frozenset(m.decode() for m in client.smembers(key))
-        members[ids] = int(client.hget(views.prefix + "m:" + one_id, "pts") or 0)
-    stock = {}
-    for key in client.scan_iter(match=views.prefix + "s:*", count=1000):
-        h = {k.decode(): int(v) for k, v in client.hgetall(key).items()}
-        stock[key.decode().removeprefix(views.prefix + "s:")] = (
-            h.get("on_hand", 0),
-            h.get("reserved", 0),
-        )
-    return members, stock
-
-
-def unique(messages: list) -> list:
-    seen: set[str] = set()
-    out = []
-    for msg in messages:
-        if msg.record is not None and msg.record.envelope.event_id not in seen:
-            seen.add(msg.record.envelope.event_id)
-            out.append(msg.record)
-    return out
 
 
 def test_sigkilled_workers_leave_points_and_stock_exact(
@@ -178,7 +75,7 @@ def test_sigkilled_workers_leave_points_and_stock_exact(
     # the reference is exact only if no reservation was refused and no shelf ran empty
     assert stats.get("backorders", 0) == 0 and stats.get("stock_discrepancies", 0) == 0
     assert stats.get("reserved_further", 0) == 0
-    want_members, want_stock = Reference(stack).compute(unique(messages))
+    want_members, want_stock = points_and_stock(unique(messages), rules(stack.settings))
     got_members, got_stock = redis_state(stack)
     assert got_stock == want_stock
     assert got_members == want_members

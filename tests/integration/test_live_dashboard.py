@@ -22,7 +22,7 @@ from streams.demo import publish, wait_accounted
 from streams.simulate import Simulation
 from streams.wiring import rules
 
-from ..warehouse_checks import minute_mismatches
+from ..harness import minute_mismatches
 from .conftest import Running
 
 pytestmark = pytest.mark.integration

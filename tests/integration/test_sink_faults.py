@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 
 from connectors.kafka import TouchpointProducer
-from schemas.models import type_name_of
-from streams import reads
-from streams.core.plan import plan_event
 from streams.demo import publish, wait_accounted, wait_views
 from streams.simulate import Simulation
 from streams.wiring import rules
 
+from .. import harness
+from ..harness import wait_ledger
 from ..reference import expected_from
 from .conftest import Running
 
@@ -34,41 +31,8 @@ def traffic(stack: Running, events: int, seed: int) -> Simulation:
 
 
 def assert_tables_exact(stack: Running, sim: Simulation, stats: dict) -> None:
-    configured = rules(stack.settings)
-    expected = expected_from(sim.messages or [], configured)
-    seen: set[str] = set()
-    amount = Decimal(0)
-    now = datetime.now(UTC)
-    for msg in sim.messages or []:
-        record = msg.record
-        if record is None or record.envelope.event_id in seen:
-            continue
-        seen.add(record.envelope.event_id)
-        amount += plan_event(type_name_of(record), record, configured, now).amount
-    e = stack.endpoints
-    facts = reads.query(e, "SELECT count(), sum(amount), sum(points) FROM touchpoint_facts FINAL")
-    assert facts.rows[0][0] == expected.facts
-    assert Decimal(str(facts.rows[0][1])) == amount
-    assert facts.rows[0][2] == stats["points_total"]
-    # each event exactly once, however often the sink re-inserted
-    assert reads.scalar(e, "SELECT count(DISTINCT event_id) FROM touchpoint_facts") == (
-        expected.facts
-    )
-    balance = stats["points_total"] - stats.get("points_reversed", 0)
-    assert reads.scalar(e, "SELECT sum(points) FROM points_ledger FINAL") == balance
-    merges = "SELECT count() FROM identity_events FINAL WHERE action = 'merge'"
-    assert reads.scalar(e, merges) == stats["merges"]
-
-
-def wait_ledger(stack: Running, stats: dict, timeout: float = 30) -> None:
-    """The ledger and merge log may trail the facts by one sink batch."""
-    want = stats["points_total"] - stats.get("points_reversed", 0)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = reads.scalar(stack.endpoints, "SELECT sum(points) FROM points_ledger FINAL")
-        if got == want:
-            return
-        time.sleep(0.5)
+    expected = expected_from(sim.messages or [], rules(stack.settings))
+    harness.assert_tables_exact(stack, sim.messages or [], expected.facts, stats)
 
 
 def test_a_sink_killed_between_insert_and_commit_duplicates_nothing(
