@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -51,6 +52,103 @@ class Services:
         self.redis.stop(10)
         self.broker.stop(10)
 
+    def clickhouse_dsn(self, tenant: str, home: Path) -> str:
+        """Embedded: each tenant's own chDB directory, owned by its sink."""
+        return f"chdb://{home / 'chdb'}"
+
+
+# The other backend (OMNI_TEST_BACKEND=containers): the same services as containers, for
+# machines with Docker. Images pinned to what docker-compose.yml runs in production.
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.1"
+REDIS_IMAGE = "redis:7.2"
+CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:24.8"
+BACKENDS = ("embedded", "containers")
+
+
+class BackendUnavailable(RuntimeError):
+    pass
+
+
+def test_backend() -> str:
+    """``OMNI_TEST_BACKEND``: ``embedded`` (default: local processes) or ``containers``."""
+    backend = os.environ.get("OMNI_TEST_BACKEND", "embedded")
+    if backend not in BACKENDS:
+        raise ValueError(f"OMNI_TEST_BACKEND={backend!r}: use one of {', '.join(BACKENDS)}")
+    return backend
+
+
+test_backend.__test__ = False  # type: ignore[attr-defined]  # (not a test: pytest collects test_*)
+
+
+@dataclass
+class ContainerServices:
+    """Kafka (KRaft), Redis and a ClickHouse server in Docker, started by testcontainers.
+    The interface the fixtures use is Services': bootstrap, redis_url, clickhouse_dsn, stop."""
+
+    kafka: Any
+    redis: Any
+    clickhouse: Any
+    logs: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return str(self.kafka.get_bootstrap_server())
+
+    @property
+    def redis_url(self) -> str:
+        host, port = self.redis.get_container_host_ip(), self.redis.get_exposed_port(6379)
+        return f"redis://{host}:{port}/0"
+
+    def clickhouse_dsn(self, tenant: str, home: Path) -> str:
+        """Server: each tenant's own database on the one server, created here."""
+        import clickhouse_connect
+
+        c = self.clickhouse
+        host, port = c.get_container_host_ip(), int(c.get_exposed_port(8123))
+        client = clickhouse_connect.get_client(
+            host=host, port=port, username=c.username, password=c.password
+        )
+        try:
+            client.command(f"CREATE DATABASE IF NOT EXISTS {tenant}")
+        finally:
+            client.close()
+        return f"http://{c.username}:{c.password}@{host}:{port}/{tenant}"
+
+    def stop(self) -> None:
+        for container in (self.clickhouse, self.redis, self.kafka):
+            if container is not None:
+                container.stop()
+
+
+def start_containers(root: Path) -> ContainerServices:
+    """The containers backend, or BackendUnavailable saying why not (no Docker daemon)."""
+    from docker.errors import DockerException
+    from testcontainers.community.clickhouse import ClickHouseContainer
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.redis import RedisContainer
+
+    started: list[Any] = []
+    try:
+        for container in (
+            KafkaContainer(KAFKA_IMAGE).with_kraft(),
+            RedisContainer(REDIS_IMAGE),
+            ClickHouseContainer(CLICKHOUSE_IMAGE, username="omni", password="omni-test"),
+        ):
+            started.append(container.start())
+    except DockerException as exc:
+        for container in started:
+            container.stop()
+        raise BackendUnavailable(
+            f"OMNI_TEST_BACKEND=containers needs a running Docker daemon: {exc}"
+        ) from exc
+    kafka, redis, clickhouse = started
+    return ContainerServices(kafka, redis, clickhouse, root / "logs")
+
+
+def services_for_tests(root: Path) -> Services | ContainerServices:
+    """The services of the integration tests, by ``OMNI_TEST_BACKEND``."""
+    return start_containers(root) if test_backend() == "containers" else start_services(root)
+
 
 def start_services(root: Path) -> Services:
     """A Tansu broker and a redis-server (AOF on) on ephemeral loopback ports."""
@@ -64,16 +162,25 @@ def start_services(root: Path) -> Services:
     return Services(broker, redis, logs)
 
 
-def tenant_settings(bootstrap: str, redis_url: str, root: Path, **overrides: object) -> Settings:
+def tenant_settings(
+    bootstrap: str,
+    redis_url: str,
+    root: Path,
+    clickhouse_dsn: Callable[[str, Path], str] | None = None,
+    **overrides: object,
+) -> Settings:
     """Settings of an isolated tenant of shared services: own topics (created), consumer
-    groups, Redis key prefix, chDB directory and home under ``root``."""
+    groups, Redis key prefix, ClickHouse database (by default its own chDB directory) and
+    home under ``root``."""
     name = f"t{uuid.uuid4().hex[:10]}"
     home = root / name
     base: dict[str, object] = {
         "home": home,
         "kafka_bootstrap": bootstrap,
         "redis_url": redis_url,
-        "clickhouse_dsn": f"chdb://{home / 'chdb'}",
+        "clickhouse_dsn": clickhouse_dsn(name, home)
+        if clickhouse_dsn
+        else f"chdb://{home / 'chdb'}",
         "topic_prefix": name,
         "app_id": name,
         "phone_hash_key": "integration-test-key",

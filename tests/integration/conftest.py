@@ -1,7 +1,10 @@
 """Fixtures every integration test can build on: a real Tansu broker and a real
 redis-server for the session, on ephemeral loopback ports, started by the same code as
 ``omni up``; per-test settings with their own topics, consumer groups, Redis key prefix
-and chDB directory; and a factory for running sinks and workers as real processes."""
+and chDB directory; and a factory for running sinks and workers as real processes.
+
+``OMNI_TEST_BACKEND=containers`` runs the same tests against Kafka, Redis and a ClickHouse
+server in Docker (testcontainers), each test with its own database on that server."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 
 from streams.settings import Settings
 
-from ..harness import Running, Services, start_services, tenant_settings
+from ..harness import ContainerServices, Running, Services, services_for_tests, tenant_settings
 from ..harness import run_stack as start_stack
 
 __all__ = ["Running", "Services"]  # what the tests import from here
@@ -21,8 +24,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
-    running = start_services(tmp_path_factory.mktemp("services"))
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services | ContainerServices]:
+    running = services_for_tests(tmp_path_factory.mktemp("services"))
     yield running
     running.stop()
 
@@ -31,12 +34,14 @@ SettingsFactory = Callable[..., Settings]
 
 
 @pytest.fixture
-def make_settings(services: Services, tmp_path: Path) -> SettingsFactory:
+def make_settings(services: Services | ContainerServices, tmp_path: Path) -> SettingsFactory:
     """Settings of an isolated tenant of the shared services: own topics (created),
     consumer groups, Redis key prefix, chDB directory and home."""
 
     def make(**overrides: object) -> Settings:
-        return tenant_settings(services.bootstrap, services.redis_url, tmp_path, **overrides)
+        return tenant_settings(
+            services.bootstrap, services.redis_url, tmp_path, services.clickhouse_dsn, **overrides
+        )
 
     return make
 

@@ -33,7 +33,8 @@ WRITES = [
 ]
 
 
-def test_omni_sql_refuses_writes_in_embedded_mode(run_stack: Callable[..., Running]) -> None:
+def test_omni_sql_refuses_writes(run_stack: Callable[..., Running]) -> None:
+    """Embedded chDB by default; a ClickHouse server with OMNI_TEST_BACKEND=containers."""
     stack = run_stack(workers=0, sink=True)
     for statement in WRITES:
         refused = omni_sql(stack, statement)
