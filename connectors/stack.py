@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,21 +384,12 @@ def pause_workers(settings: Settings, timeout: float = 150.0) -> list[str]:
     paths = Paths(settings.home.resolve())
     _running_supervisor(paths)
     paths.pause.touch()
-    deadline = time.monotonic() + timeout
-    while True:
-        state = status(settings)
-        if not state["supervisor"]["alive"]:
-            raise NotRunning(f"the supervisor under {paths.home} exited")
-        workers = {n: c for n, c in state["components"].items() if n.startswith("worker")}
+
+    def stopped(state: dict[str, Any], workers: dict[str, Any]) -> tuple[bool, list[str]]:
         alive = sorted(n for n, c in workers.items() if c["alive"])
-        if state.get("workers") == "paused" and not alive:
-            return sorted(workers)
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"workers not paused after {timeout:g}s (still running: "
-                f"{', '.join(alive) or 'none'}); see {paths.logs / 'supervisor.log'}"
-            )
-        time.sleep(0.2)
+        return state.get("workers") == "paused" and not alive, alive
+
+    return _await_workers(paths, settings, timeout, "paused", stopped)
 
 
 def resume_workers(settings: Settings, timeout: float = 150.0) -> list[str]:
@@ -407,26 +399,41 @@ def resume_workers(settings: Settings, timeout: float = 150.0) -> list[str]:
     paths = Paths(settings.home.resolve())
     _running_supervisor(paths)
     paths.pause.unlink(missing_ok=True)
+
+    def healthy(state: dict[str, Any], workers: dict[str, Any]) -> tuple[bool, list[str]]:
+        running = state.get("workers") == "running"
+        broken = [f"{n} (see {c['log']})" for n, c in workers.items()
+                  if c.get("status") in ("failed", "dead")]  # fmt: skip
+        if running and broken:
+            raise StartFailed(f"workers not resumed: {', '.join(sorted(broken))}")
+        waiting = sorted(n for n, c in workers.items() if not c["healthy"])
+        return running and not waiting, waiting
+
+    return _await_workers(paths, settings, timeout, "healthy", healthy)
+
+
+def _await_workers(
+    paths: Paths,
+    settings: Settings,
+    timeout: float,
+    goal: str,
+    reached: Callable[[dict[str, Any], dict[str, Any]], tuple[bool, list[str]]],
+) -> list[str]:
+    """Poll the stack's state until ``reached(state, workers)`` says so; it also names the
+    workers still in the way, for the timeout's message. Returns the workers' names."""
     deadline = time.monotonic() + timeout
     while True:
         state = status(settings)
         if not state["supervisor"]["alive"]:
             raise NotRunning(f"the supervisor under {paths.home} exited")
         workers = {n: c for n, c in state["components"].items() if n.startswith("worker")}
-        broken = [
-            f"{n} (see {c['log']})"
-            for n, c in workers.items()
-            if c.get("status") in ("failed", "dead")
-        ]
-        if state.get("workers") == "running" and broken:
-            raise StartFailed(f"workers not resumed: {', '.join(sorted(broken))}")
-        waiting = sorted(n for n, c in workers.items() if not c["healthy"])
-        if state.get("workers") == "running" and not waiting:
+        done, in_the_way = reached(state, workers)
+        if done:
             return sorted(workers)
         if time.monotonic() > deadline:
             raise TimeoutError(
-                f"workers not healthy after {timeout:g}s (waiting for "
-                f"{', '.join(waiting) or 'the supervisor'}); see {paths.logs}"
+                f"workers not {goal} after {timeout:g}s (waiting for "
+                f"{', '.join(in_the_way) or 'the supervisor'}); see {paths.logs}"
             )
         time.sleep(0.2)
 

@@ -25,10 +25,10 @@ from schemas.models import type_name_of
 from streams import reads
 from streams.core.plan import plan_event
 from streams.core.rules import Rules
-from streams.demo import send_messages
+from streams.demo import publish, send_messages
 from streams.endpoints import Endpoints, stack_file
 from streams.settings import Settings
-from streams.simulate import SimMessage
+from streams.simulate import SimMessage, Simulation
 from streams.wiring import all_topics, rules, views
 
 # -- services and tenants ---------------------------------------------------------------
@@ -286,6 +286,16 @@ def send(stack: Running, messages: list, rate: float | None = None) -> None:
     prefix = stack.settings.topic_prefix
     with TouchpointProducer(stack.endpoints.kafka_bootstrap, prefix) as producer:
         send_messages(messages, producer, prefix, rate)
+
+
+def traffic(stack: Running, events: int, seed: int) -> Simulation:
+    """The simulated mix of ``events`` (5% re-sent, 2% malformed), sent to the stack's
+    topics; its messages are kept for the reference."""
+    sim = Simulation(events, seed=seed, duplicate_share=0.05, malformed_share=0.02,
+                     keep_messages=True)  # fmt: skip
+    with TouchpointProducer(stack.endpoints.kafka_bootstrap, stack.settings.topic_prefix) as p:
+        publish(sim, p, stack.settings.topic_prefix)
+    return sim
 
 
 def unique(messages: Sequence[SimMessage]) -> list:

@@ -11,12 +11,10 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.kafka import TouchpointProducer
 from streams import reads
-from streams.demo import publish, wait_accounted
-from streams.simulate import Simulation
+from streams.demo import wait_accounted
 
-from ..harness import count_kinds, minute_mismatches, stock_mismatches
+from ..harness import count_kinds, minute_mismatches, stock_mismatches, traffic
 from .conftest import Running
 
 pytestmark = pytest.mark.integration
@@ -26,10 +24,7 @@ def test_minute_aggregates_and_stock_movements_equal_the_reference(
     run_stack: Callable[..., Running],
 ) -> None:
     stack = run_stack(workers=2, sink_batch_rows=400)
-    sim = Simulation(3000, seed=71, duplicate_share=0.05, malformed_share=0.02,
-                     keep_messages=True)  # fmt: skip
-    with TouchpointProducer(stack.endpoints.kafka_bootstrap, stack.settings.topic_prefix) as p:
-        publish(sim, p, stack.settings.topic_prefix)
+    sim = traffic(stack, 3000, seed=71)
     wait_accounted(stack.views, stack.endpoints, 3000, timeout=180)
 
     assert minute_mismatches(stack, sim.messages or [], timeout=60) == []

@@ -15,21 +15,20 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from connectors.kafka import TouchpointProducer
 from schemas.models import type_name_of
 from streams.core.plan import plan_event
-from streams.demo import publish, wait_accounted
+from streams.demo import wait_accounted
 from streams.simulate import Simulation
 from streams.wiring import rules
 
-from ..harness import minute_mismatches
+from ..harness import minute_mismatches, traffic, unique
 from .conftest import Running
 
 pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
-# as the probe of these machines starts it: no background traffic to a closed network
+# headless, and no background traffic: CI machines and store networks may have no internet
 FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -43,12 +42,8 @@ def expected(sim: Simulation, stack: Running) -> dict:
     configured = rules(stack.settings)
     sides: dict[str, Decimal] = defaultdict(Decimal)
     stores: dict[str, Decimal] = defaultdict(Decimal)
-    seen: set[str] = set()
-    for msg in sim.messages or []:
-        if msg.record is None or msg.record.envelope.event_id in seen:
-            continue
-        seen.add(msg.record.envelope.event_id)
-        plan = plan_event(type_name_of(msg.record), msg.record, configured, now)
+    for record in unique(sim.messages or []):
+        plan = plan_event(type_name_of(record), record, configured, now)
         if plan.touchpoint_type in ("store_scan", "app_order") and plan.amount > 0:
             sides["offline" if plan.channel == "store" else "online"] += plan.amount
             if plan.store_id:
@@ -62,10 +57,7 @@ def test_the_dashboard_shows_the_numbers_of_a_known_data_set(
 ) -> None:
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed: make test installs it"
     stack = run_stack(workers=1)
-    sim = Simulation(1500, seed=81, duplicate_share=0.05, malformed_share=0.02,
-                     keep_messages=True)  # fmt: skip
-    with TouchpointProducer(stack.endpoints.kafka_bootstrap, stack.settings.topic_prefix) as p:
-        publish(sim, p, stack.settings.topic_prefix)
+    sim = traffic(stack, 1500, seed=81)
     wait_accounted(stack.views, stack.endpoints, 1500, timeout=180)
     assert minute_mismatches(stack, sim.messages or [], timeout=60) == []
     want = expected(sim, stack)

@@ -9,25 +9,16 @@ from collections.abc import Callable
 
 import pytest
 
-from connectors.kafka import TouchpointProducer
-from streams.demo import publish, wait_accounted, wait_views
+from streams.demo import wait_accounted, wait_views
 from streams.simulate import Simulation
 from streams.wiring import rules
 
 from .. import harness
-from ..harness import wait_ledger
+from ..harness import traffic, wait_ledger
 from ..reference import expected_from
 from .conftest import Running
 
 pytestmark = pytest.mark.integration
-
-
-def traffic(stack: Running, events: int, seed: int) -> Simulation:
-    sim = Simulation(events, seed=seed, duplicate_share=0.05, malformed_share=0.02,
-                     keep_messages=True)  # fmt: skip
-    with TouchpointProducer(stack.endpoints.kafka_bootstrap, stack.settings.topic_prefix) as p:
-        publish(sim, p, stack.settings.topic_prefix)
-    return sim
 
 
 def assert_tables_exact(stack: Running, sim: Simulation, stats: dict) -> None:
