@@ -94,7 +94,10 @@ def _read_body(
     body = io.BytesIO(payload)
     body.seek(offset)
     try:
-        record = fastavro.schemaless_reader(body, info.parsed, reader.parsed)
+        # the same schema on both sides (the usual case) needs no resolution
+        record = fastavro.schemaless_reader(
+            body, info.parsed, None if reader is info else reader.parsed
+        )
     except UnicodeDecodeError as exc:
         raise DecodeError(
             "bad_utf8", f"{info.type_name}: string is not UTF-8 ({exc.reason})"

@@ -18,7 +18,7 @@ from typing import Any
 import faust
 
 from schemas.topics import input_topics
-from streams import metrics
+from streams import faust_fastpath, metrics
 from streams.core.guard import InvalidShareExceeded
 from streams.endpoints import Endpoints
 from streams.settings import Settings
@@ -40,7 +40,7 @@ def _exit_unacknowledged(size: int, code: int = 75) -> None:
     os._exit(code)
 
 
-async def _finish_before_ack(work: asyncio.Future, stopping: threading.Event, size: int) -> None:
+async def _finish_before_ack(work: asyncio.Future, stopping: threading.Event, size: int) -> Any:
     try:
         report = await asyncio.wait_for(asyncio.shield(work), SHUTDOWN_GRACE_S)
     except TimeoutError:
@@ -48,11 +48,13 @@ async def _finish_before_ack(work: asyncio.Future, stopping: threading.Event, si
         report = await work
     if report is None:
         _exit_unacknowledged(size)
+    return report
 
 
 def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust.App:
     datadir = settings.home / "worker-data" / str(os.getpid())
     datadir.mkdir(parents=True, exist_ok=True)
+    faust_fastpath.apply(settings.faust_fast_drain)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{endpoints.kafka_bootstrap}",
@@ -71,6 +73,7 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
         web_host="127.0.0.1",
         datadir=str(datadir),
         broker_credentials=faust_credentials(settings),
+        **faust_fastpath.app_options(settings.faust_fast_drain),
     )
     source = app.topic(
         *input_topics(settings.topic_prefix), key_serializer="raw", value_serializer="raw"
@@ -85,48 +88,113 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
     async def _assigned(sender: Any, **_: Any) -> None:
         state["ready"] = True
 
+    prep_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omni-prepare")
+
+    async def _settle(work: asyncio.Future, events: list[Any], size: int) -> None:
+        """Wait for a batch's views and facts, then acknowledge its messages: each holds
+        an extra reference from the agent, so faust alone never acknowledges them."""
+        try:
+            report = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            _acknowledge(events, await _finish_before_ack(work, stopping, size))
+            raise
+        except Exception:
+            # Not bad input (that is dead-lettered per message) but a fault of ours or of
+            # a store: leave without acknowledging the batch. It is redelivered after a
+            # restart, and a fault that repeats leaves the worker reported as failed, not
+            # data lost.
+            log.exception("batch of %d failed unexpectedly", size)
+            _exit_unacknowledged(size)
+        if report is None:
+            _exit_unacknowledged(size)
+        _acknowledge(events, report)
+
+    def _acknowledge(events: list[Any], report: Any) -> None:
+        consumer = app.consumer
+        for e in events:
+            e.message.ack(consumer)
+        state["batches"] += 1
+        state["events"] += report.size
+        for e in events:  # the next offset each partition will read
+            tp = (e.message.topic, e.message.partition)
+            positions[tp] = max(positions.get(tp, 0), e.message.offset + 1)
+
     @app.agent(source, name="touchpoints")
     async def touchpoints(stream: faust.StreamT) -> None:
+        """Batch N+1 is decoded and planned (``prepare``) while batch N's views and facts
+        go out (``finish``, one thread, so batches reach Redis in offset order); a batch
+        is acknowledged by ``_settle`` once finished. ``OMNI_BATCH_OVERLAP=false``: one
+        batch at a time."""
         from streams.pipeline import Inbound
 
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(
-            settings.batch_max_events, within=settings.batch_max_wait_s
-        ):
-            batch = [
-                Inbound(
-                    e.message.topic,
-                    e.message.partition,
-                    e.message.offset,
-                    e.message.key,
-                    e.message.value,
+        settling: asyncio.Future | None = None
+        # a batch taken from faust whose finish has not been started: (prepare, events)
+        unfinished: tuple[asyncio.Future, list[Any]] | None = None
+
+        async def finish_in_hand() -> None:
+            """On stop: the batch being finished, then the one being prepared."""
+            if settling is not None:
+                await settling
+            if unfinished is not None:
+                prepare, events = unfinished
+                try:
+                    prepared = await prepare
+                except Exception:  # not applied, so never acknowledged: redelivered
+                    log.warning("stopping before a batch of %d was prepared", len(events))
+                    return
+                work = loop.run_in_executor(
+                    executor, pipeline.finish_until_done, prepared, stopping
                 )
-                for e in events
-            ]
-            work = loop.run_in_executor(executor, pipeline.process_until_done, batch, stopping)
-            try:
-                report = await asyncio.shield(work)
-            except asyncio.CancelledError:
-                # faust acknowledges the batch when this generator closes: finish it first.
-                await _finish_before_ack(work, stopping, len(batch))
-                raise
-            except InvalidShareExceeded as exc:
-                log.critical("stopping: %s", exc)
-                _exit_unacknowledged(len(batch), code=78)
-            except Exception:
-                # Not bad input (that is dead-lettered per message) but a fault of ours or
-                # of a store. faust would acknowledge the batch if the agent crashed, so
-                # leave without acknowledging it: it is redelivered after a restart, and a
-                # fault that repeats leaves the worker reported as failed, not data lost.
-                log.exception("batch of %d failed unexpectedly", len(batch))
-                _exit_unacknowledged(len(batch))
-            if report is None:
-                _exit_unacknowledged(len(batch))
-            state["batches"] += 1
-            state["events"] += report.size
-            for e in events:  # the next offset each partition will read
-                tp = (e.message.topic, e.message.partition)
-                positions[tp] = max(positions.get(tp, 0), e.message.offset + 1)
+                await _settle(work, events, len(events))
+
+        try:
+            async for events in stream.take_events(
+                settings.batch_max_events, within=settings.batch_max_wait_s
+            ):
+                for e in events:  # released by _settle, after the batch is finished
+                    e.message.incref()
+                batch = [
+                    Inbound(
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.key,
+                        e.message.value,
+                    )
+                    for e in events
+                ]
+                prepare = loop.run_in_executor(prep_executor, pipeline.prepare, batch)
+                unfinished = (prepare, events)
+                try:
+                    prepared = await asyncio.shield(prepare)
+                except asyncio.CancelledError:
+                    raise
+                except InvalidShareExceeded as exc:
+                    log.critical("stopping: %s", exc)
+                    _exit_unacknowledged(len(batch), code=78)
+                except Exception:
+                    log.exception("batch of %d failed unexpectedly", len(batch))
+                    _exit_unacknowledged(len(batch))
+                if settling is not None:
+                    await asyncio.shield(settling)
+                work = loop.run_in_executor(
+                    executor, pipeline.finish_until_done, prepared, stopping
+                )
+                settling = asyncio.ensure_future(_settle(work, events, len(batch)))
+                unfinished = None
+                if not settings.batch_overlap:
+                    await asyncio.shield(settling)
+        except asyncio.CancelledError:
+            # stopping: finish what is in hand (and acknowledge it) first
+            if settling is not None or unfinished is not None:
+                drain = asyncio.ensure_future(finish_in_hand())
+                try:
+                    await asyncio.wait_for(asyncio.shield(drain), SHUTDOWN_GRACE_S)
+                except TimeoutError:
+                    stopping.set()
+                    await drain
+            raise
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -134,7 +202,12 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        body = {"ready": state["ready"], "batches": state["batches"], "events": state["events"]}
+        body = {
+            "ready": state["ready"],
+            "batches": state["batches"],
+            "events": state["events"],
+            "faust_drain": faust_fastpath.mode(),
+        }
         return web.json(body, status=200 if state["ready"] else 503)
 
     @app.page("/metrics")

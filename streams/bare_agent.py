@@ -5,7 +5,8 @@ configured like ``streams/app.py`` (same topics, same consumer settings, same
 Run by the bench as ``python -m streams.bare_agent`` with the ``OMNI_*`` settings of the
 stack plus ``OMNI_BENCH_BOOTSTRAP`` (the broker), ``OMNI_BENCH_GROUP`` (its own consumer
 group, so it reads the topics from the start) and ``OMNI_BENCH_STATUS`` (a JSON file it
-rewrites every 0.25 s with the number of events received so far).
+rewrites every 0.25 s with the number of events received so far, and ``faust_drain``:
+``patched`` or ``stock``, see streams/faust_fastpath.py; ``OMNI_FAUST_FAST_DRAIN`` applies).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import faust
 
 from schemas.topics import input_topics
+from streams import faust_fastpath
 from streams.settings import Settings
 from streams.wiring import faust_credentials
 
@@ -25,6 +27,7 @@ from streams.wiring import faust_credentials
 def create_bare_app(settings: Settings, bootstrap: str, group: str, status: Path) -> faust.App:
     datadir = settings.home / "bare-agent-data" / str(os.getpid())
     datadir.mkdir(parents=True, exist_ok=True)
+    faust_fastpath.apply(settings.faust_fast_drain)
     app = faust.App(
         group,
         broker=f"kafka://{bootstrap}",
@@ -39,6 +42,7 @@ def create_bare_app(settings: Settings, bootstrap: str, group: str, status: Path
         web_enabled=False,
         datadir=str(datadir),
         broker_credentials=faust_credentials(settings),
+        **faust_fastpath.app_options(settings.faust_fast_drain),
     )
     source = app.topic(
         *input_topics(settings.topic_prefix), key_serializer="raw", value_serializer="raw"
@@ -56,7 +60,9 @@ def create_bare_app(settings: Settings, bootstrap: str, group: str, status: Path
     @app.timer(0.25)
     async def report() -> None:
         tmp = status.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**counted, "pid": os.getpid()}))
+        tmp.write_text(
+            json.dumps({**counted, "pid": os.getpid(), "faust_drain": faust_fastpath.mode()})
+        )
         os.replace(tmp, status)
 
     return app

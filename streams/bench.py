@@ -245,6 +245,15 @@ def worker_sums(port: int) -> dict[str, float]:
     return found
 
 
+def worker_drain(port: int) -> str:
+    """The faust drain loop a worker runs (``patched`` or ``stock``), from its /readyz."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            return str(json.loads(response.read()).get("faust_drain", "stock"))
+    except (OSError, ValueError):
+        return "unknown"
+
+
 class Producer:
     """Sends pre-encoded messages with the producer SDK's configuration."""
 
@@ -517,7 +526,9 @@ def _throughput(
             "decode_validate_plan_emit": round((batch - redis_s - output) * ms_per_k, 1),
             "redis_apply": round(redis_s * ms_per_k, 1),
             "kafka_output": round(output * ms_per_k, 1),
-            "outside_batches": round((window * workers - batch) * ms_per_k, 1),
+            # wall time in no batch; with OMNI_BATCH_OVERLAP, batches overlap instead
+            "outside_batches": round(max(0.0, window * workers - batch) * ms_per_k, 1),
+            "overlapped": round(max(0.0, batch - window * workers) * ms_per_k, 1),
         },
     }
     rows = sink1["rows_written"] - sink0["rows_written"]
@@ -741,11 +752,19 @@ def _confluent_baseline(stack: Stack, total: int, timeout: float) -> dict[str, A
 
 
 def _bare_faust_baseline(
-    config: BenchConfig, stack: Stack, total: int, progress: Progress
+    config: BenchConfig,
+    stack: Stack,
+    total: int,
+    progress: Progress,
+    fast_drain: bool | None = None,
 ) -> dict[str, Any]:
+    """Bare faust agents over the run's topics. ``fast_drain``: ``OMNI_FAUST_FAST_DRAIN``
+    for them (None: the stack's setting). The result names the drain loop that ran."""
     from connectors.embedded import ManagedProcess
 
     settings = stack.settings
+    drain_env = {} if fast_drain is None else {"OMNI_FAUST_FAST_DRAIN": str(fast_drain).lower()}
+    modes: set[str] = set()
     group = f"{settings.app_id}-bench-bare-{uuid.uuid4().hex[:8]}"
     logs = settings.home.resolve() / "logs"
     status_dir = settings.home.resolve() / "bare-agent"
@@ -756,19 +775,23 @@ def _bare_faust_baseline(
     def received() -> int:
         n = 0
         for path in statuses:
-            with contextlib.suppress(OSError, ValueError):
-                n += int(json.loads(path.read_text())["events"])
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                status = json.loads(path.read_text())
+                n += int(status["events"])
+                modes.add(str(status.get("faust_drain", "stock")))
         return n
 
     try:
         for i in range(1, len(stack.workers) + 1):
-            status = status_dir / f"bare-{i}.json"
+            status = status_dir / f"{group}-{i}.json"  # a file per run: none read stale
+            status.unlink(missing_ok=True)
             statuses.append(status)
             env = {
                 **settings.to_env(),
                 "OMNI_BENCH_BOOTSTRAP": stack.endpoints.kafka_bootstrap,
                 "OMNI_BENCH_GROUP": group,
                 "OMNI_BENCH_STATUS": str(status),
+                **drain_env,
             }
             proc = ManagedProcess(
                 f"bare-faust-{i}",
@@ -804,6 +827,7 @@ def _bare_faust_baseline(
     events = n1 - n0
     return {
         "processes": len(procs),
+        "faust_drain": "/".join(sorted(modes)) or "unknown",
         "pids": [{"pid": p.pid, "start_time": p.start_time} for p in procs],
         "events": events,
         "window_s": round(window, 2),
@@ -956,6 +980,12 @@ def run(
         note("baselines on the same topics: confluent-kafka consumer, bare faust agent(s)")
         confluent = _confluent_baseline(stack, produced, timeout=120)
         bare = _bare_faust_baseline(config, stack, produced, progress)
+        baselines: dict[str, Any] = {"confluent_kafka": confluent, "bare_faust": bare}
+        if bare["faust_drain"] == "patched":  # the stock framework too, for comparison
+            note("bare faust agent(s) again, with faust's own drain loop")
+            baselines["bare_faust_stock"] = _bare_faust_baseline(
+                config, stack, produced, progress, fast_drain=False
+            )
         mark("baselines")
         pipeline_rate = throughput["events_per_s"]
         result: dict[str, Any] = {
@@ -965,6 +995,9 @@ def run(
                 "topic_partitions": stack.settings.topic_partitions,
                 "batch_max_events": stack.settings.batch_max_events,
                 "batch_max_wait_s": stack.settings.batch_max_wait_s,
+                "faust_drain": "/".join(
+                    sorted({worker_drain(stack.ports[n]) for n in stack.workers})
+                ),
             },
             "machine": about,
             "workload": {
@@ -979,11 +1012,22 @@ def run(
             "latency": latency,
             "rss": rss,
             "redis": redis_memory,
-            "baselines": {"confluent_kafka": confluent, "bare_faust": bare},
+            "baselines": baselines,
             "ratios": {
                 "pipeline_vs_bare_faust": round(pipeline_rate / bare["events_per_s"], 3)
                 if bare["events_per_s"]
                 else 0.0,
+                **(
+                    {
+                        "pipeline_vs_bare_faust_stock": round(
+                            pipeline_rate / baselines["bare_faust_stock"]["events_per_s"], 3
+                        )
+                        if baselines["bare_faust_stock"]["events_per_s"]
+                        else 0.0
+                    }
+                    if "bare_faust_stock" in baselines
+                    else {}
+                ),
                 "pipeline_vs_confluent": round(pipeline_rate / confluent["events_per_s"], 5)
                 if confluent["events_per_s"]
                 else 0.0,
@@ -1042,7 +1086,8 @@ def report_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield (
         "workload",
         f"{r['workload']['produced']:,} messages, {c['members']:,} simulated members, "
-        f"{c['workers']} worker(s), {c['topic_partitions']} partitions",
+        f"{c['workers']} worker(s), {c['topic_partitions']} partitions, "
+        f"faust drain {c.get('faust_drain', 'stock')}",
     )
     yield (
         "pipeline throughput",
@@ -1098,11 +1143,19 @@ def report_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
         f"(pipeline = {ratio['pipeline_vs_confluent']:.2%})",
     )
     yield (
-        "bare faust agent",
+        f"bare faust agent ({base['bare_faust'].get('faust_drain', 'stock')})",
         f"{base['bare_faust']['events_per_s']:,.0f} events/s over "
         f"{base['bare_faust']['window_s']:.0f} s "
         f"(pipeline = {ratio['pipeline_vs_bare_faust']:.0%})",
     )
+    stock = base.get("bare_faust_stock")
+    if stock:
+        share = p["events_per_s"] / stock["events_per_s"] if stock["events_per_s"] else 0.0
+        yield (
+            "bare faust agent (stock)",
+            f"{stock['events_per_s']:,.0f} events/s over {stock['window_s']:.0f} s "
+            f"(pipeline = {share:.0%})",
+        )
     acc = r["accounted"]
     yield (
         "accounted",

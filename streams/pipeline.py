@@ -57,6 +57,19 @@ class Inbound:
 
 
 @dataclass
+class PreparedBatch:
+    """A batch decoded, validated and planned (``TouchpointPipeline.prepare``), not yet
+    applied: what ``TouchpointPipeline.finish`` takes."""
+
+    batch: Sequence[Inbound]
+    now: datetime
+    items: list
+    plans: list[EventPlan | None]
+    dead: list[DeadLetter]
+    seconds: float
+
+
+@dataclass
 class BatchReport:
     size: int
     outcomes: Counter[str]
@@ -230,9 +243,16 @@ class TouchpointPipeline:
         )
 
     def process(self, batch: Sequence[Inbound]) -> BatchReport:
+        return self.finish(self.prepare(batch))
+
+    def prepare(self, batch: Sequence[Inbound]) -> PreparedBatch:
+        """Decode, validate and plan every message (no I/O but a schema registry lookup);
+        raises ``InvalidShareExceeded`` when the batch trips the guard."""
         started = time.monotonic()
         now = self.clock()
-        items, plans, dead = [], [], []
+        items: list = []
+        plans: list[EventPlan | None] = []
+        dead: list[DeadLetter] = []
         for msg in batch:
             tp = f"{msg.topic}/{msg.partition}"
             try:
@@ -246,6 +266,20 @@ class TouchpointPipeline:
                 plans.append(plan)
         if self.guard is not None:
             self.guard.check(len(batch), len(dead))
+        return PreparedBatch(batch, now, items, plans, dead, time.monotonic() - started)
+
+    def finish(self, prepared: PreparedBatch) -> BatchReport:
+        """Dead letters out, the views applied in one Redis call, the facts out. A
+        prepared batch can be finished again after a failure (the views apply each offset
+        once; the sink deduplicates facts by event_id)."""
+        started = time.monotonic()
+        batch, now, items, plans, dead = (
+            prepared.batch,
+            prepared.now,
+            prepared.items,
+            prepared.plans,
+            prepared.dead,
+        )
         out_started = time.monotonic()
         if dead:
             self.output.dead_letters(dead, now)
@@ -273,7 +307,8 @@ class TouchpointPipeline:
                 }
             )
         metrics.KAFKA_OUT_SECONDS.observe(out_seconds + time.monotonic() - out_started)
-        self._count(batch, plans, outcomes, dead, now, time.monotonic() - started)
+        seconds = prepared.seconds + time.monotonic() - started
+        self._count(batch, plans, outcomes, dead, now, seconds)
         return BatchReport(len(batch), Counter(o.status for o in outcomes), len(facts), len(dead))
 
     def _count(
@@ -309,12 +344,23 @@ class TouchpointPipeline:
         """``process`` with retries: a service that is down pauses the worker (with
         backoff) instead of losing or acknowledging the batch. Returns None only when
         asked to stop before the batch went through; the batch is then not acknowledged."""
+        return self._until_done(self.process, batch, len(batch), stopping)
+
+    def finish_until_done(
+        self, prepared: PreparedBatch, stopping: threading.Event | None = None
+    ) -> BatchReport | None:
+        """``finish`` with the retries of ``process_until_done``."""
+        return self._until_done(self.finish, prepared, len(prepared.batch), stopping)
+
+    def _until_done(
+        self, step: Callable, arg: object, size: int, stopping: threading.Event | None
+    ) -> BatchReport | None:
         delay = 0.2
         while True:
             try:
-                return self.process(batch)
+                return step(arg)
             except ServiceUnavailable as exc:
-                log.warning("batch of %d waits: %s; retrying in %.1fs", len(batch), exc, delay)
+                log.warning("batch of %d waits: %s; retrying in %.1fs", size, exc, delay)
                 if stopping is not None and stopping.wait(delay):
                     return None
                 if stopping is None:

@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="Worker processes `omni up` starts")
     batch_max_events: int = Field(2000, ge=1, description="Most events one worker batch holds")
     batch_max_wait_s: float = Field(0.2, gt=0, description="Longest a worker batch waits to fill")
+    batch_overlap: bool = Field(
+        True,
+        description="Decode and plan the next batch while the current one is applied "
+        "(batches still reach Redis in offset order, each acknowledged once applied)",
+    )
+    faust_fast_drain: bool = Field(
+        True,
+        description="Hand fetched messages to faust streams without per-message tasks "
+        "(streams/faust_fastpath.py; pinned to faust-streaming 0.15.3)",
+    )
     dedupe_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, description="How long an event_id is remembered for deduplication"
     )

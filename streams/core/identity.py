@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 
@@ -66,20 +67,36 @@ def normalise_phone(raw: str, region: str = "CN") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+#: Phone identity keys computed lately: people come back, and parsing a number costs tens
+#: of microseconds. Bounded (about 2-3 MB when full); failures are not cached.
+PHONE_KEY_CACHE_SIZE = 8192
+
+
+@lru_cache(maxsize=PHONE_KEY_CACHE_SIZE)
+def phone_identity_key(value: str, phone_key: bytes) -> str:
+    """``phone:<hash>`` of a stripped phone value; ``InvalidTouchpoint`` as
+    ``normalise_phone``."""
+    return f"phone:{hash_phone(normalise_phone(value), phone_key)}"
+
+
+@lru_cache(maxsize=16)
+def _normalised_blocklist(extra_illegal: frozenset[str]) -> frozenset[str]:
+    return frozenset(extra.strip().lower() for extra in extra_illegal)
+
+
 def identity_key(
     ident: Identifier, phone_key: bytes, extra_illegal: frozenset[str] = frozenset()
 ) -> IdentityKey:
     value = ident.value.strip()
     lowered = value.lower()
-    if lowered in ILLEGAL_VALUES or any(
-        lowered == extra.strip().lower() for extra in extra_illegal
+    if lowered in ILLEGAL_VALUES or (
+        extra_illegal and lowered in _normalised_blocklist(extra_illegal)
     ):
         raise InvalidTouchpoint(
             f"identifiers.{ident.kind.value}", "illegal_value", repr(value)[:40]
         )
     if ident.kind == IdentifierKind.phone:
-        key = f"phone:{hash_phone(normalise_phone(value), phone_key)}"
-        return IdentityKey(key, ident.kind)
+        return IdentityKey(phone_identity_key(value, phone_key), ident.kind)
     if ident.kind == IdentifierKind.openid:
         app_id = (ident.app_id or "").strip()
         if app_id.lower() in ILLEGAL_VALUES:

@@ -140,10 +140,15 @@ def parse_budgets(text: str) -> dict[str, Budget]:
     return budgets
 
 
+_RANK = {kind: n for n, kind in enumerate(IDENTITY_PRIORITY)}
+
+
 def by_priority(keys: tuple[str, ...]) -> tuple[str, ...]:
     """Identity keys, highest-priority kind first (stable within a kind)."""
-    rank = {kind: n for n, kind in enumerate(IDENTITY_PRIORITY)}
-    return tuple(sorted(keys, key=lambda k: rank.get(k.split(":", 1)[0], len(rank))))
+    if len(keys) < 2:
+        return keys
+    rank, last = _RANK, len(_RANK)
+    return tuple(sorted(keys, key=lambda k: rank.get(k.split(":", 1)[0], last)))
 
 
 def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
