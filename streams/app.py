@@ -51,13 +51,18 @@ async def _finish_before_ack(work: asyncio.Future, stopping: threading.Event, si
     return report
 
 
-def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust.App:
-    datadir = settings.home / "worker-data" / str(os.getpid())
+def input_app(
+    settings: Settings, bootstrap: str, app_id: str, data: str, **options: Any
+) -> tuple[faust.App, Any]:
+    """A faust app consuming the input topics as the workers do, and its source topic. The
+    worker and the benchmark's bare agent (streams/bare_agent.py) both start from it, so
+    the baseline measures the very consumer configuration the pipeline runs on."""
+    datadir = settings.home / data / str(os.getpid())
     datadir.mkdir(parents=True, exist_ok=True)
     faust_fastpath.apply(settings.faust_fast_drain)
     app = faust.App(
-        settings.app_id,
-        broker=f"kafka://{endpoints.kafka_bootstrap}",
+        app_id,
+        broker=f"kafka://{bootstrap}",
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",
@@ -66,17 +71,28 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
         broker_session_timeout=settings.consumer_session_timeout_s,
         broker_heartbeat_interval=max(0.5, settings.consumer_session_timeout_s / 6),
         broker_max_poll_records=settings.batch_max_events,
+        datadir=str(datadir),
+        broker_credentials=faust_credentials(settings),
+        **faust_fastpath.app_options(settings.faust_fast_drain),
+        **options,
+    )
+    source = app.topic(
+        *input_topics(settings.topic_prefix), key_serializer="raw", value_serializer="raw"
+    )
+    return app, source
+
+
+def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust.App:
+    app, source = input_app(
+        settings,
+        endpoints.kafka_bootstrap,
+        settings.app_id,
+        "worker-data",
         producer_acks=-1,
         web_enabled=True,
         web_bind="127.0.0.1",
         web_port=web_port,
         web_host="127.0.0.1",
-        datadir=str(datadir),
-        broker_credentials=faust_credentials(settings),
-        **faust_fastpath.app_options(settings.faust_fast_drain),
-    )
-    source = app.topic(
-        *input_topics(settings.topic_prefix), key_serializer="raw", value_serializer="raw"
     )
     state: dict[str, Any] = {"ready": False, "batches": 0, "events": 0}
     positions: dict[tuple[str, int], int] = {}

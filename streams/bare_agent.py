@@ -18,35 +18,13 @@ from pathlib import Path
 
 import faust
 
-from schemas.topics import input_topics
 from streams import faust_fastpath
+from streams.app import input_app
 from streams.settings import Settings
-from streams.wiring import faust_credentials
 
 
 def create_bare_app(settings: Settings, bootstrap: str, group: str, status: Path) -> faust.App:
-    datadir = settings.home / "bare-agent-data" / str(os.getpid())
-    datadir.mkdir(parents=True, exist_ok=True)
-    faust_fastpath.apply(settings.faust_fast_drain)
-    app = faust.App(
-        group,
-        broker=f"kafka://{bootstrap}",
-        store="memory://",
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.topic_partitions,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.consumer_session_timeout_s,
-        broker_heartbeat_interval=max(0.5, settings.consumer_session_timeout_s / 6),
-        broker_max_poll_records=settings.batch_max_events,
-        web_enabled=False,
-        datadir=str(datadir),
-        broker_credentials=faust_credentials(settings),
-        **faust_fastpath.app_options(settings.faust_fast_drain),
-    )
-    source = app.topic(
-        *input_topics(settings.topic_prefix), key_serializer="raw", value_serializer="raw"
-    )
+    app, source = input_app(settings, bootstrap, group, "bare-agent-data", web_enabled=False)
     counted = {"events": 0, "batches": 0}
 
     @app.agent(source, name="bare")
