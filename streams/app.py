@@ -21,6 +21,7 @@ from schemas.topics import input_topics
 from streams import faust_fastpath, metrics
 from streams.core.guard import InvalidShareExceeded
 from streams.endpoints import Endpoints
+from streams.faust_kafka import OmniApp
 from streams.settings import Settings
 from streams.wiring import faust_credentials
 from streams.wiring import pipeline as build_pipeline
@@ -60,8 +61,9 @@ def input_app(
     datadir = settings.home / data / str(os.getpid())
     datadir.mkdir(parents=True, exist_ok=True)
     faust_fastpath.apply(settings.faust_fast_drain)
-    app = faust.App(
+    app = OmniApp(
         app_id,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         broker=f"kafka://{bootstrap}",
         store="memory://",
         key_serializer="raw",

@@ -65,6 +65,8 @@ _CLOCK_EVENTS = 5_000_000
 _RESEND_WINDOW = 20_000
 #: how often the latency phase reads the Redis offsets record
 POLL_INTERVAL_S = 0.005
+#: the steady phase's p99 is also reported for each of this many equal parts of it
+LATENCY_SLICES = 6
 
 
 class BenchError(RuntimeError):
@@ -626,12 +628,15 @@ def _latency(
         poller.stopped.set()
         poller.join(5)
     latencies = []
+    slices: list[list[float]] = [[] for _ in range(LATENCY_SLICES)]
     for i, found in enumerate(where):
         if found is None:
             continue
         visible = poller.visible_at(*found)
         if visible is not None:
-            latencies.append(max(0.0, visible - sent_at[i]) * 1000)
+            latency = max(0.0, visible - sent_at[i]) * 1000
+            latencies.append(latency)
+            slices[min(LATENCY_SLICES - 1, i * LATENCY_SLICES // len(wires))].append(latency)
     latencies.sort()
     return {
         "events": len(wires),
@@ -644,6 +649,7 @@ def _latency(
         "p99_ms": round(percentile(latencies, 99), 1),
         "max_ms": round(latencies[-1], 1) if latencies else 0.0,
         "mean_ms": round(statistics.fmean(latencies), 1) if latencies else 0.0,
+        "p99_ms_by_slice": [round(percentile(sorted(sl), 99), 1) for sl in slices],
         "poll_interval_ms": POLL_INTERVAL_S * 1000,
         "polls": poller.polls,
     }
@@ -1113,6 +1119,8 @@ def report_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
         f"max {lat['max_ms']:.0f} ms ({lat['measured']:,} events at "
         f"{lat['rate_achieved']:,.0f}/s)",
     )
+    by_slice = ", ".join(f"{x:,.0f}" for x in lat.get("p99_ms_by_slice", []))
+    yield f"  p99 by {lat['seconds'] / LATENCY_SLICES:.0f} s slice", f"{by_slice} ms"
     yield (
         "sink",
         f"{sink['rows_per_s']:,.0f} rows/s ({sink['fact_rows_per_s']:,.0f} fact rows/s), "

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     consumer_session_timeout_s: float = Field(
         6.0, gt=0, description="Kafka consumer session timeout; group joins take about half"
     )
+    consumer_fetch_max_wait_ms: int = Field(
+        100,
+        ge=0,
+        le=30_000,
+        description="Longest a worker's or the sink's fetch waits at the broker for data "
+        "(the embedded broker answers only when it runs out; streams/faust_kafka.py)",
+    )
     app_id: str = Field("omni", description="Faust application id (= the workers' consumer group)")
 
     # Workers

@@ -77,6 +77,7 @@ class FactSink:
                 "group.id": f"{settings.app_id}-sink",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
+                "fetch.wait.max.ms": settings.consumer_fetch_max_wait_ms,
                 "session.timeout.ms": int(settings.consumer_session_timeout_s * 1000),
                 "heartbeat.interval.ms": max(
                     500, int(settings.consumer_session_timeout_s * 1000 / 6)

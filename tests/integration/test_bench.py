@@ -51,6 +51,8 @@ def test_bench_reports_every_number_and_stops_everything(tmp_path: Path) -> None
     assert lat["measured"] == lat["events"] == 400
     assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
     assert lat["rate_achieved"] == pytest.approx(200, rel=0.1)
+    by_slice = lat["p99_ms_by_slice"]
+    assert len(by_slice) == 6 and min(by_slice) <= lat["p99_ms"] <= max(by_slice)
 
     rss = r["rss"]["workers"]["worker-1"]
     assert rss["start_mb"] > 10 and rss["end_mb"] > 10 and rss["max_mb"] >= rss["end_mb"]
