@@ -18,7 +18,7 @@ from pathlib import Path
 
 import faust
 
-from streams import faust_fastpath
+from streams import faust_fastpath, gc_tuning
 from streams.app import input_app
 from streams.settings import Settings
 
@@ -54,6 +54,7 @@ def main() -> None:
         os.environ["OMNI_BENCH_GROUP"],
         Path(os.environ["OMNI_BENCH_STATUS"]),
     )
+    gc_tuning.tune(settings.gc_threshold)  # as the worker does
     sys.argv = ["omni-bare-agent", "worker", "--loglevel", "warn"]
     app.main()
 

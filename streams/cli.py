@@ -186,12 +186,14 @@ def supervise() -> None:
 def worker() -> None:
     """Run one stream worker (a faust worker of the touchpoints agent)."""
     from connectors.embedded import free_port
+    from streams import gc_tuning
     from streams.app import create_app
     from streams.endpoints import resolve
 
     settings = _settings()
     port = settings.worker_web_port or free_port()
     app = create_app(settings, resolve(settings), port)
+    gc_tuning.tune(settings.gc_threshold)
     sys.argv = [
         "omni worker",
         "worker",

@@ -36,6 +36,10 @@ KAFKA_OUT_SECONDS = Histogram(
 CONSUMER_LAG = Gauge(
     "omni_consumer_lag", "Messages behind the end of each partition", ["topic", "partition"]
 )
+GC_PAUSE_SECONDS = Histogram(
+    "omni_gc_pause_seconds", "Pauses of Python's garbage collector, by generation",
+    ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)  # fmt: skip
 
 SINK_ROWS = Counter("omni_sink_rows", "Rows written to ClickHouse, by table", ["table"])
 SINK_BATCH_ROWS = Histogram(

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         100,
         ge=0,
         le=30_000,
-        description="Longest a worker's or the sink's fetch waits at the broker for data "
+        description="Longest a worker's fetch waits at the broker for data "
         "(the embedded broker answers only when it runs out; streams/faust_kafka.py)",
     )
     app_id: str = Field("omni", description="Faust application id (= the workers' consumer group)")
@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         True,
         description="Hand fetched messages to faust streams without per-message tasks "
         "(streams/faust_fastpath.py; pinned to faust-streaming 0.15.3)",
+    )
+    gc_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="Net allocations between young garbage collections in workers and the "
+        "sink, after freezing what startup left (0: Python's defaults; streams/gc_tuning.py)",
     )
     dedupe_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, description="How long an event_id is remembered for deduplication"

@@ -35,7 +35,7 @@ from connectors.errors import ServiceUnavailable, WarehouseUnavailable
 from connectors.kafka import DeadLetter, PipelineOutput
 from schemas.codec import DecodeError, decode
 from schemas.contract import contract
-from streams import metrics
+from streams import gc_tuning, metrics
 from streams.core.rules import parse_rates
 from streams.endpoints import Endpoints
 from streams.settings import Settings
@@ -77,7 +77,6 @@ class FactSink:
                 "group.id": f"{settings.app_id}-sink",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": settings.consumer_fetch_max_wait_ms,
                 "session.timeout.ms": int(settings.consumer_session_timeout_s * 1000),
                 "heartbeat.interval.ms": max(
                     500, int(settings.consumer_session_timeout_s * 1000 / 6)
@@ -369,6 +368,7 @@ def run_sink(settings: Settings, endpoints: Endpoints, port: int) -> None:
     if applied:
         log.info("migrations applied: %s", ", ".join(applied))
     sink = FactSink(settings, endpoints, warehouse)
+    gc_tuning.tune(settings.gc_threshold)
     server = _ReadServer((settings.sink_http_host, port), sink, token)
     threading.Thread(target=server.serve_forever, name="read-api", daemon=True).start()
     stop = threading.Event()

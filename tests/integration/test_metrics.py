@@ -65,3 +65,6 @@ def test_metrics_move_with_traffic(run_stack: Callable[..., Running]) -> None:
         == stats["clickhouse_rows"]
     )
     assert total(after_s, "omni_sink_insert_seconds_count") >= 1
+    # both froze what startup left, with the collection before it observed (gc_tuning.tune)
+    for samples in (after_w, after_s):
+        assert total(samples, "omni_gc_pause_seconds_count", generation="2") >= 1
