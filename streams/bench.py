@@ -54,9 +54,11 @@ Wire = tuple[str, bytes | None, bytes]
 TARGET_BARE_FAUST_SHARE = 0.70
 TARGET_EVENTS_PER_S_PER_WORKER = 10_000
 TARGET_P99_MS = 1000.0
+TARGET_P99_RATE = 1000.0
 TARGET_REDIS_BYTES_PER_MEMBER = 1024
 TARGET_REDIS_MEMBERS = 100_000
 TARGET_RSS_GROWTH = 0.10
+TARGET_SOAK_S = 600.0
 
 #: the simulated clock spans this many events (200 ms apart on average), ending about
 #: now: more than any run produces, so no event is ever dated in the future
@@ -607,6 +609,8 @@ def _latency(
         return record
 
     before = counters.accounted()
+    cpu0 = _cpu(stack)
+    batches0 = {name: worker_sums(stack.ports[name]) for name in stack.workers}
     started = time.monotonic()
     for i, wire in enumerate(wires):
         ahead = started + i / config.rate - time.monotonic()
@@ -617,6 +621,8 @@ def _latency(
         if i % 250 == 0:
             progress("latency", i, len(wires))
     sending_s = time.monotonic() - started
+    cpu1 = _cpu(stack)
+    batches1 = {name: worker_sums(stack.ports[name]) for name in stack.workers}
     progress("latency", len(wires), len(wires))
     producer.flush()
     try:
@@ -650,9 +656,27 @@ def _latency(
         "max_ms": round(latencies[-1], 1) if latencies else 0.0,
         "mean_ms": round(statistics.fmean(latencies), 1) if latencies else 0.0,
         "p99_ms_by_slice": [round(percentile(sorted(sl), 99), 1) for sl in slices],
+        # what shared the cores meanwhile (CPU seconds per second: 1.0 = one core busy),
+        # and the batches the steady rate made
+        "cores_busy": {
+            name: round((cpu1[name] - cpu0[name]) / sending_s, 3)
+            for name in sorted(cpu1)
+            if name in cpu0 and sending_s
+        },
+        "mean_batch_events": _mean_batch(batches0, batches1),
         "poll_interval_ms": POLL_INTERVAL_S * 1000,
         "polls": poller.polls,
     }
+
+
+def _mean_batch(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> float:
+    events = sum(
+        after[n]["omni_batch_events_sum"] - before[n]["omni_batch_events_sum"] for n in after
+    )
+    count = sum(
+        after[n]["omni_batch_events_count"] - before[n]["omni_batch_events_count"] for n in after
+    )
+    return round(events / count, 1) if count else 0.0
 
 
 def _redis_memory(counters: Counters, used_before: int, processed: int) -> dict[str, Any]:
@@ -889,7 +913,9 @@ def _targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "latency_p99": {
             "target": f"p99 <= {TARGET_P99_MS:.0f} ms at {lat['rate_target']:.0f} events/s",
             "value": f"{lat['p99_ms']:.0f} ms",
-            "met": lat["p99_ms"] <= TARGET_P99_MS and lat["measured"] > 0,
+            "met": lat["p99_ms"] <= TARGET_P99_MS
+            and lat["measured"] > 0
+            and lat["rate_target"] >= TARGET_P99_RATE,
         },
         # the target counts what a member is (identity, points, profile: keys i, mi, m, l,
         # ma); the all-in figure (dedupe records per event, orders, stock, aggregates and
@@ -903,9 +929,12 @@ def _targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
             and red["members"] >= TARGET_REDIS_MEMBERS,
         },
         "worker_rss_flat": {
-            "target": f"worker RSS within {TARGET_RSS_GROWTH:.0%} over the soak",
-            "value": f"{rss['max_abs_growth_pct']:.1f}% over {rss['soak_s']:.0f} s",
-            "met": rss["max_abs_growth_pct"] <= TARGET_RSS_GROWTH * 100 and rss["soak_s"] > 0,
+            "target": f"worker RSS within {TARGET_RSS_GROWTH:.0%} over a "
+            f"{TARGET_SOAK_S / 60:.0f}-minute soak",
+            "value": f"{rss['max_abs_growth_pct']:.1f}% over {rss['soak_s']:.0f} s"
+            + ("" if rss["soak_s"] >= TARGET_SOAK_S else " (too short: --soak-seconds 600)"),
+            "met": rss["max_abs_growth_pct"] <= TARGET_RSS_GROWTH * 100
+            and rss["soak_s"] >= TARGET_SOAK_S,
         },
     }
 
@@ -1121,6 +1150,8 @@ def report_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
     )
     by_slice = ", ".join(f"{x:,.0f}" for x in lat.get("p99_ms_by_slice", []))
     yield f"  p99 by {lat['seconds'] / LATENCY_SLICES:.0f} s slice", f"{by_slice} ms"
+    busy = ", ".join(f"{name} {x:.2f}" for name, x in lat.get("cores_busy", {}).items())
+    yield "  cores busy meanwhile", f"{busy} (mean batch {lat.get('mean_batch_events', 0):,.0f})"
     yield (
         "sink",
         f"{sink['rows_per_s']:,.0f} rows/s ({sink['fact_rows_per_s']:,.0f} fact rows/s), "
