@@ -460,6 +460,17 @@ def up(settings: Settings, timeout: float = 180.0, on_progress: Any = print) -> 
         start_new_session=True,
     )
     log.close()
+    try:
+        return _wait_up(settings, paths, proc, timeout, on_progress)
+    except KeyboardInterrupt:  # interrupted while starting: the supervisor stops what it started
+        proc.terminate()
+        proc.wait(timeout)
+        raise
+
+
+def _wait_up(
+    settings: Settings, paths: Paths, proc: subprocess.Popen, timeout: float, on_progress: Any
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
     while time.monotonic() < deadline:

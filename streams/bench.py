@@ -233,6 +233,7 @@ _WORKER_SUMS = (
     "omni_output_seconds_sum",
     "omni_batch_events_sum",
     "omni_batch_events_count",
+    "omni_gc_pause_seconds_sum",
 )
 
 
@@ -534,6 +535,8 @@ def _throughput(
             "outside_batches": round(max(0.0, window * workers - batch) * ms_per_k, 1),
             "overlapped": round(max(0.0, batch - window * workers) * ms_per_k, 1),
         },
+        # paused in the garbage collector, wherever it struck (inside batches or not)
+        "gc_ms_per_1000_events": round(delta["omni_gc_pause_seconds_sum"] * ms_per_k, 1),
     }
     rows = sink1["rows_written"] - sink0["rows_written"]
     facts = sink1.get("rows:touchpoint_facts", 0) - sink0.get("rows:touchpoint_facts", 0)
@@ -1171,7 +1174,8 @@ def report_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield (
         "worker ms per 1,000 events",
         ", ".join(f"{k} {v:,.0f}" for k, v in w["ms_per_1000_events"].items())
-        + f" (mean batch {w['mean_batch_events']:,.0f})",
+        + f" (mean batch {w['mean_batch_events']:,.0f}); of it in the garbage collector "
+        f"{w.get('gc_ms_per_1000_events', 0):,.0f}",
     )
     for name, x in rss["workers"].items():
         yield (

@@ -6,8 +6,10 @@ import contextlib
 import json
 import logging
 import re
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -48,6 +50,22 @@ def _progress() -> Progress:
         console=err,
         transient=False,
     )
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP interrupt as Ctrl-C does, so a command that started processes
+    (demo, bench) stops them on its way out instead of dying and leaving them running."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.group()
@@ -469,29 +487,30 @@ def demo(events: int, seed: int, workers: int | None, as_json: bool) -> None:
     err.print(
         f"omni demo: {events} touchpoints through the embedded stack in {settings.home.resolve()}"
     )
-    try:
-        stack.up(settings, on_progress=err.print)
-    except (stack.AlreadyRunning, StartFailed) as exc:
-        _fail(str(exc))
-    try:
-        startup = time.monotonic() - started
-        err.print(f"stack up in {startup:.1f}s")
-        t0 = time.monotonic()
-        produced, _ = _publish(settings, events, None, seed, None, 0.02, 0.01)
-        endpoints = resolve(settings)
-        with _progress() as bar:
-            task = bar.add_task("processing", total=produced)
-            stats = wait_accounted(views(settings, endpoints), endpoints, produced,
-                                   progress=lambda n, _: bar.update(task, completed=n),
-                                   check=lambda: stack.raise_if_failed(settings))  # fmt: skip
-        result = summary(settings, produced, stats, time.monotonic() - t0, startup)
-    except (StartFailed, TimeoutError) as exc:
-        stack.down(settings)
-        _fail(str(exc))
-    finally:
-        with contextlib.suppress(stack.NotRunning):
-            err.print("stopping the stack ...")
+    with _signals_interrupt():
+        try:
+            stack.up(settings, on_progress=err.print)
+        except (stack.AlreadyRunning, StartFailed) as exc:
+            _fail(str(exc))
+        try:
+            startup = time.monotonic() - started
+            err.print(f"stack up in {startup:.1f}s")
+            t0 = time.monotonic()
+            produced, _ = _publish(settings, events, None, seed, None, 0.02, 0.01)
+            endpoints = resolve(settings)
+            with _progress() as bar:
+                task = bar.add_task("processing", total=produced)
+                stats = wait_accounted(views(settings, endpoints), endpoints, produced,
+                                       progress=lambda n, _: bar.update(task, completed=n),
+                                       check=lambda: stack.raise_if_failed(settings))  # fmt: skip
+            result = summary(settings, produced, stats, time.monotonic() - t0, startup)
+        except (StartFailed, TimeoutError) as exc:
             stack.down(settings)
+            _fail(str(exc))
+        finally:
+            with contextlib.suppress(stack.NotRunning):
+                err.print("stopping the stack ...")
+                stack.down(settings)
     if as_json:
         print(json.dumps(result))
     else:
@@ -902,7 +921,8 @@ def bench(seconds: float, members: int, workers: int | None, rate: float,
             bar.update(tasks[phase], completed=done, total=total)
 
         try:
-            result = benchmark.run(config, progress, err.print)
+            with _signals_interrupt():
+                result = benchmark.run(config, progress, err.print)
         except (benchmark.BenchError, StartFailed, TimeoutError) as exc:
             _fail(str(exc))
     if save:

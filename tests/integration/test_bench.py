@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,45 @@ def test_bench_reports_every_number_and_stops_everything(tmp_path: Path) -> None
     assert len(started) == 5
     assert not [p for p in started if is_running(p["pid"], p["start_time"])]
     assert not Path(r["stack"]["home"]).exists()
+
+
+def _processes_of(home: str) -> list[int]:
+    """Processes whose environment names ``home`` as OMNI_HOME (what the stack started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"OMNI_HOME={home}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_terminated_bench_stops_its_stack(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNI_")}
+    argv = [sys.executable, "-m", "streams.cli", "bench", "--seconds", "60",
+            "--members", "2000", "--warmup-events", "500"]  # fmt: skip
+    log = tmp_path / "bench.err"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            argv, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+            stderr=err,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while "worker-1  healthy" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        home = re.search(r"home (\S+omni-bench-\S+)", log.read_text()).group(1)  # type: ignore[union-attr]
+        assert _processes_of(home)  # broker, Redis, sink, worker and their supervisor
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code != 0
+    assert _processes_of(home) == []
+    assert "logs kept under" in log.read_text()  # an unfinished run keeps them to read
