@@ -1013,11 +1013,18 @@ def run(
         if len(steady) < steady_n:
             steady += workload.take(steady_n - len(steady), progress, "generating (steady)")
         del pool
+        steady_since = time.monotonic()
         latency = _latency(config, stack, counters, producer, steady, progress)
         produced += len(steady)
         sampler.stop()
         rss = _rss(sampler, rss_since)
         rss["soak_s"] = round(time.monotonic() - rss_since, 1)
+        # the same over the steady phase alone: does memory keep growing at a steady rate,
+        # once the backlog window has taken the working set to its size?
+        rss["steady"] = {
+            **_rss(sampler, steady_since),
+            "seconds": round(time.monotonic() - steady_since, 1),
+        }
         _wait_sink(stack, counters, 120)
         mark("latency")
 
@@ -1183,6 +1190,14 @@ def report_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
             f"{x['start_mb']:.0f} -> {x['end_mb']:.0f} MB (max {x['max_mb']:.0f}, "
             f"{x['growth_pct']:+.1f}%) over {rss['soak_s']:.0f} s",
         )
+        steady = rss.get("steady", {}).get("workers", {}).get(name)
+        if steady:
+            yield (
+                "  steady phase alone",
+                f"{steady['start_mb']:.0f} -> {steady['end_mb']:.0f} MB (max "
+                f"{steady['max_mb']:.0f}, {steady['growth_pct']:+.1f}%) over "
+                f"{rss['steady']['seconds']:.0f} s",
+            )
     yield (
         "Redis",
         f"{red['bytes_per_member']:,.0f} bytes per member ({red['members']:,} members, "

@@ -59,6 +59,9 @@ def test_bench_reports_every_number_and_stops_everything(tmp_path: Path) -> None
 
     rss = r["rss"]["workers"]["worker-1"]
     assert rss["start_mb"] > 10 and rss["end_mb"] > 10 and rss["max_mb"] >= rss["end_mb"]
+    steady = r["rss"]["steady"]
+    assert 0 < steady["seconds"] < r["rss"]["soak_s"]
+    assert steady["workers"]["worker-1"]["end_mb"] == rss["end_mb"]  # the same last sample
     red = r["redis"]
     assert red["members"] > 0 and red["used_memory_delta"] > 0
     assert red["bytes_per_member"] == pytest.approx(
