@@ -7,8 +7,9 @@ upper bound there. The embedded broker (Tansu) does not: a fetch that finds no d
 answered when its wait runs out, and what was produced meanwhile waits with it. One
 message every 0.3 s on the embedded stack, consumed by aiokafka
 (``docs/benchmarks.md``): a 1,500 ms wait gave p50 408 ms from produce to fetch, 500 ms
-gave 63 ms, 100 ms gave 5 ms. An idle worker then asks the broker ten times a second
-instead of less than once, which costs either broker next to nothing.
+gave 63 ms, 100 ms gave 5 ms. The cost is the broker's CPU: idle, 0.02 of a core instead
+of 0.004; under a steady stream the embedded broker answers more, smaller fetches (numbers
+in docs/benchmarks.md, "What changed", item 4).
 
 How: :class:`OmniApp` (what ``streams.app.input_app`` builds) makes its consumer
 transport :class:`Transport`, whose consumer thread sets the wait on the aiokafka
