@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,3 +135,4 @@ def test_a_terminated_bench_stops_its_stack(tmp_path: Path) -> None:
     assert code != 0
     assert _processes_of(home) == []
     assert "logs kept under" in log.read_text()  # an unfinished run keeps them to read
+    shutil.rmtree(home)
