@@ -33,13 +33,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3, the state, is
+    index 0); raises OSError when there is no such process."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def process_start_time(pid: int) -> int | None:
     """Kernel start time of ``pid`` (clock ticks since boot), to tell a pid from its reuse."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(proc_stat(pid)[19])
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def is_running(pid: int, start_time: int | None) -> bool:
@@ -47,8 +52,7 @@ def is_running(pid: int, start_time: int | None) -> bool:
     if now is None or (start_time is not None and now != start_time):
         return False
     with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
+        return proc_stat(pid)[0] != "Z"
     return False
 
 

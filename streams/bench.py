@@ -45,6 +45,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from connectors.embedded import proc_stat
+
 Progress = Callable[[str, float, float | None], None]
 Note = Callable[[str], None]
 #: (topic, key, value): one message as the producer SDK would send it
@@ -116,13 +118,12 @@ def machine() -> dict[str, Any]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def rss_bytes(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[21]) * _PAGE
+    return int(proc_stat(pid)[21]) * _PAGE
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
