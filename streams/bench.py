@@ -513,7 +513,7 @@ def _throughput(
             if name in cpu0
         },
     }
-    delta = {k: sum(metrics1[n][k] - metrics0[n][k] for n in stack.workers) for k in _WORKER_SUMS}
+    delta = _worker_delta(metrics0, metrics1)
     batched = delta["omni_batch_events_sum"]
     batch, redis_s, output = (
         delta["omni_batch_seconds_sum"],
@@ -523,11 +523,7 @@ def _throughput(
     ms_per_k = 1_000_000 / batched if batched else 0.0
     where = {
         "batches": int(delta["omni_batch_events_count"]),
-        "mean_batch_events": round(
-            delta["omni_batch_events_sum"] / delta["omni_batch_events_count"], 1
-        )
-        if delta["omni_batch_events_count"]
-        else 0.0,
+        "mean_batch_events": _mean_batch(delta),
         "ms_per_1000_events": {
             "decode_validate_plan_emit": round((batch - redis_s - output) * ms_per_k, 1),
             "redis_apply": round(redis_s * ms_per_k, 1),
@@ -667,20 +663,22 @@ def _latency(
             for name in sorted(cpu1)
             if name in cpu0 and sending_s
         },
-        "mean_batch_events": _mean_batch(batches0, batches1),
+        "mean_batch_events": _mean_batch(_worker_delta(batches0, batches1)),
         "poll_interval_ms": POLL_INTERVAL_S * 1000,
         "polls": poller.polls,
     }
 
 
-def _mean_batch(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> float:
-    events = sum(
-        after[n]["omni_batch_events_sum"] - before[n]["omni_batch_events_sum"] for n in after
-    )
-    count = sum(
-        after[n]["omni_batch_events_count"] - before[n]["omni_batch_events_count"] for n in after
-    )
-    return round(events / count, 1) if count else 0.0
+def _worker_delta(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+) -> dict[str, float]:
+    """How far each of the workers' metric sums (``worker_sums``) moved, all workers added."""
+    return {k: sum(after[n][k] - before[n][k] for n in after) for k in _WORKER_SUMS}
+
+
+def _mean_batch(delta: dict[str, float]) -> float:
+    count = delta["omni_batch_events_count"]
+    return round(delta["omni_batch_events_sum"] / count, 1) if count else 0.0
 
 
 def _redis_memory(counters: Counters, used_before: int, processed: int) -> dict[str, Any]:
