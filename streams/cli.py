@@ -54,8 +54,9 @@ def _progress() -> Progress:
 
 @contextlib.contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP interrupt as Ctrl-C does, so a command that started processes
-    (demo, bench) stops them on its way out instead of dying and leaving them running."""
+    """SIGTERM and SIGHUP interrupt as Ctrl-C does, so a command with something to undo
+    stops it on its way out instead of dying and leaving it behind: the stack demo and
+    bench started, the workers ``rebuild --pause-workers`` paused."""
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -804,38 +805,42 @@ def rebuild(from_: str | None, yes: bool, as_json: bool, pause_workers: bool) ->
         bar.update(task, total=total)
         bar.start()
 
-    paused: list[str] | None = None  # the workers this rebuild paused, to resume
-    resume_problem: str | None = None
-    if pause_workers:
-        from connectors.stack import Paths
+    # SIGTERM too must resume the workers this rebuild paused (the finally below)
+    with _signals_interrupt():
+        paused: list[str] | None = None  # the workers this rebuild paused, to resume
+        resume_problem: str | None = None
+        if pause_workers:
+            from connectors.stack import Paths
 
-        already = Paths(settings.home.resolve()).pause.exists()
-        names = _pause_workers(settings, 150.0, undo=not already)
-        if already:
-            err.print("the workers were paused before: they stay paused afterwards")
-        else:
-            paused = names
-    try:
-        report = rebuilding.rebuild(
-            settings,
-            endpoints,
-            from_ms,
-            on_total=on_total,
-            on_progress=lambda n: bar.update(task, completed=n),
-            confirm=confirm,
-        )
-    except rebuilding.RebuildRefused as exc:
-        _fail(f"rebuild refused: {exc}", code=2)
-    except click.Abort:  # answered no at the prompt (a RuntimeError too): nothing failed
-        raise
-    except (ServiceUnavailable, RuntimeError) as exc:
-        _fail(f"rebuild failed: {exc}; run it again (it starts over)")
-    finally:
-        bar.stop()
-        if paused is not None:
-            resume_problem = _resume_workers(settings, 150.0)
-            if resume_problem is not None:
-                err.print(f"[bold red]error:[/] {resume_problem}; `omni workers resume` retries")
+            already = Paths(settings.home.resolve()).pause.exists()
+            names = _pause_workers(settings, 150.0, undo=not already)
+            if already:
+                err.print("the workers were paused before: they stay paused afterwards")
+            else:
+                paused = names
+        try:
+            report = rebuilding.rebuild(
+                settings,
+                endpoints,
+                from_ms,
+                on_total=on_total,
+                on_progress=lambda n: bar.update(task, completed=n),
+                confirm=confirm,
+            )
+        except rebuilding.RebuildRefused as exc:
+            _fail(f"rebuild refused: {exc}", code=2)
+        except click.Abort:  # answered no at the prompt (a RuntimeError too): nothing failed
+            raise
+        except (ServiceUnavailable, RuntimeError) as exc:
+            _fail(f"rebuild failed: {exc}; run it again (it starts over)")
+        finally:
+            bar.stop()
+            if paused is not None:
+                resume_problem = _resume_workers(settings, 150.0)
+                if resume_problem is not None:
+                    err.print(
+                        f"[bold red]error:[/] {resume_problem}; `omni workers resume` retries"
+                    )
     body = report.as_dict()
     if paused is not None:
         body["workers_paused"] = paused

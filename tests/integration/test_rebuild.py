@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -534,6 +535,33 @@ def test_rebuild_pause_workers_on_the_embedded_stack(
             got = embedded.views.member(f"oneid:{one_id}")
             assert got is not None
             assert got["points"] == before["members"][f"m:{one_id}"]["points"] + 7
+
+        # SIGTERM while it waits to be confirmed, its workers paused: they are resumed on
+        # the way out, and the views are exactly as they were
+        after = snapshot(embedded)
+        out, err = tmp_path / "rebuild.out", tmp_path / "rebuild.err"
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            asking = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "rebuild", "--pause-workers"],
+                env={**os.environ, **embedded.env}, cwd=REPO, stdin=subprocess.PIPE,
+                stdout=stdout, stderr=stderr, text=True,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while "Wipe the Redis views" not in out.read_text():
+                assert asking.poll() is None and time.monotonic() < deadline, err.read_text()
+                time.sleep(0.1)
+            assert (settings.home / "workers.paused").exists()
+            asking.send_signal(signal.SIGTERM)
+            assert asking.wait(180) != 0
+        finally:
+            if asking.poll() is None:
+                asking.kill()
+        assert "workers resumed" in " ".join(err.read_text().split())
+        assert not (settings.home / "workers.paused").exists()
+        state = embedded.status()
+        assert state["state"] == "running" and state["workers"] == "running"
+        assert snapshot(embedded) == after
     finally:
         omni_stack.down(settings)
     print(f"omni up -> rebuild --pause-workers -> new traffic: {time.monotonic() - started:.1f}s")
