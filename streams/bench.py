@@ -88,6 +88,8 @@ class BenchConfig:
     baseline_seconds: float = 20.0
     warmup_events: int = 10_000
     seed: int = 7
+    #: the simulated producers' linger.ms; None: the producer SDK's own (connectors/kafka.py)
+    producer_linger_ms: int | None = None
 
 
 # -- the machine and its processes ------------------------------------------------------------
@@ -979,7 +981,10 @@ def run(
         stack = _start_stack(config, home, note)
         counters = Counters(stack.endpoints.redis_url, f"{stack.settings.topic_prefix}:")
         used_before = counters.used_memory()
-        producer = Producer(stack.endpoints.kafka_bootstrap, stack.endpoints.kafka_config)
+        producer = Producer(
+            stack.endpoints.kafka_bootstrap,
+            {**stack.endpoints.kafka_config, "linger.ms": _producer_linger(config)},
+        )
         sampler = Sampler({n: stack.pids[n] for n in stack.workers})
         sampler.start()
         mark("stack_start")
@@ -1045,6 +1050,7 @@ def run(
         result: dict[str, Any] = {
             "config": {
                 **asdict(config),
+                "producer_linger_ms": _producer_linger(config),
                 "workers": len(stack.workers),
                 "topic_partitions": stack.settings.topic_partitions,
                 "batch_max_events": stack.settings.batch_max_events,
@@ -1119,6 +1125,14 @@ def run(
     return result
 
 
+def _producer_linger(config: BenchConfig) -> int:
+    from connectors.kafka import producer_config
+
+    if config.producer_linger_ms is not None:
+        return config.producer_linger_ms
+    return int(producer_config("")["linger.ms"])
+
+
 def _home_settings(home: Path) -> Any:
     from streams.settings import Settings
 
@@ -1155,7 +1169,7 @@ def report_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
         "latency produce->Redis",
         f"p50 {lat['p50_ms']:.0f} ms, p95 {lat['p95_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, "
         f"max {lat['max_ms']:.0f} ms ({lat['measured']:,} events at "
-        f"{lat['rate_achieved']:,.0f}/s)",
+        f"{lat['rate_achieved']:,.0f}/s, producers' linger {c.get('producer_linger_ms', 5)} ms)",
     )
     by_slice = ", ".join(f"{x:,.0f}" for x in lat.get("p99_ms_by_slice", []))
     yield f"  p99 by {lat['seconds'] / LATENCY_SLICES:.0f} s slice", f"{by_slice} ms"

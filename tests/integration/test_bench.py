@@ -35,6 +35,8 @@ def test_bench_reports_every_number_and_stops_everything(tmp_path: Path) -> None
     r = json.loads(done.stdout)
 
     assert r["machine"]["cpus"] >= 1 and r["config"]["members"] == 2000
+    # the simulated producers used the producer SDK's linger (no --producer-linger-ms)
+    assert r["config"]["producer_linger_ms"] == 5
     # every message produced is accounted for, and the sink holds every fact
     acc = r["accounted"]
     assert acc["every_event"] and acc["processed"] + acc["dead_lettered"] == acc["produced"]
