@@ -905,18 +905,26 @@ def rebuild(from_: str | None, yes: bool, as_json: bool, pause_workers: bool) ->
 )
 @click.option("--warmup-events", type=int, default=10_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--producer-linger-ms",
+    type=click.IntRange(min=0),
+    default=None,
+    help="linger.ms of the simulated producers [default: the producer SDK's].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
 @click.option("--save", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON object to this file.")  # fmt: skip
 def bench(seconds: float, members: int, workers: int | None, rate: float,
           latency_seconds: float, soak_seconds: float, baseline_seconds: float,
-          warmup_events: int, seed: int, as_json: bool, save: str | None) -> None:  # fmt: skip
+          warmup_events: int, seed: int, producer_linger_ms: int | None, as_json: bool,
+          save: str | None) -> None:  # fmt: skip
     """Benchmark the pipeline on a fresh embedded stack (docs/benchmarks.md)."""
     from connectors.embedded import StartFailed
     from streams import bench as benchmark
 
     config = benchmark.BenchConfig(seconds, members, workers, rate, latency_seconds,
-                                   soak_seconds, baseline_seconds, warmup_events, seed)  # fmt: skip
+                                   soak_seconds, baseline_seconds, warmup_events, seed,
+                                   producer_linger_ms)  # fmt: skip
     with _progress() as bar:
         tasks: dict[str, Any] = {}
 
@@ -944,6 +952,68 @@ def bench(seconds: float, members: int, workers: int | None, rate: float,
     for t in result["targets"].values():
         targets.add_row(t["target"], t["value"], "[green]yes[/]" if t["met"] else "[red]no[/]")
     out.print(targets)
+
+
+def _ints(value: str) -> tuple[int, ...]:
+    try:
+        parsed = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated whole numbers") from None
+    if not parsed or min(parsed) < 0:
+        raise click.BadParameter(f"{value!r}: expected one or more numbers >= 0")
+    return parsed
+
+
+@main.command("bench-broker")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1),
+    default=1000.0,
+    show_default=True,
+    help="Messages/s produced while measuring.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=15.0,
+    show_default=True,
+    help="Measured window of each step.",
+)
+@click.option(
+    "--lingers",
+    default="5,50,200",
+    show_default=True,
+    help="The producers' linger.ms values to compare, each on a fresh broker.",
+)
+@click.option(
+    "--fill",
+    type=click.IntRange(min=0),
+    default=50_000,
+    show_default=True,
+    help="One-message batches written to another topic between the last two steps.",
+)
+@click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results.")
+def bench_broker(rate: float, seconds: float, lingers: str, fill: int, partitions: int,
+                 as_json: bool) -> None:  # fmt: skip
+    """What the embedded broker costs at a steady rate, by the producers' linger and by what
+    it already holds (docs/benchmarks.md)."""
+    from connectors.embedded import StartFailed
+    from streams import broker_bench
+
+    config = broker_bench.ProbeConfig(rate, seconds, _ints(lingers), fill, partitions)
+    try:
+        with _signals_interrupt():
+            result = broker_bench.run(config, lambda step: err.print(f"[dim]{step}[/]"))
+    except (StartFailed, TimeoutError) as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table("", "", title="omni bench-broker", show_header=False)
+    for what, value in broker_bench.report_rows(result):
+        table.add_row(what, value)
+    out.print(table)
 
 
 if __name__ == "__main__":
