@@ -43,6 +43,14 @@ local AGG_TTL = tonumber(ARGV[7] or '0')
 local STATS = P .. 'stats'
 local OFFSETS = P .. 'offsets'
 
+-- The batch's changes to the counters in STATS, written once at its end (one HINCRBY a
+-- counter instead of several an event; the script is atomic, so no one sees the difference).
+local STAT = {}
+local function stat(field, n) STAT[field] = (STAT[field] or 0) + n end
+local function write_stats()
+  for field, n in pairs(STAT) do redis.call('HINCRBY', STATS, field, n) end
+end
+
 local cursor = {}
 local function last_offset(tp)
   local v = cursor[tp]
@@ -137,14 +145,14 @@ local function merge(absorbed, survivor, kept, moved)
   end
   redis.call('DEL', ma, P .. 'mi:' .. absorbed)
   redis.call('HSET', ma, 'into', survivor)
-  redis.call('HINCRBY', STATS, 'members', -1)
-  redis.call('HINCRBY', STATS, 'merges', 1)
+  stat('members', -1)
+  stat('merges', 1)
   return num(a[3])
 end
 
 local function flag_review(it, log)
-  redis.call('HINCRBY', STATS, 'refusals', 1)
-  redis.call('HINCRBY', STATS, 'refused:' .. string.match(log.reason, '^([^:]+)'), 1)
+  stat('refusals', 1)
+  stat('refused:' .. string.match(log.reason, '^([^:]+)'), 1)
   if string.sub(log.reason, 1, 15) == 'both_identified' then
     redis.call('ZADD', P .. 'review', it.t, it.id)
   end
@@ -169,7 +177,7 @@ local function stitch(it)
   if #list == 0 then
     oid = 'O' .. redis.call('INCR', P .. 'seq:oneid')
     redis.call('HSET', P .. 'm:' .. oid, 'first', it.t, 'last', it.t, 'pts', 0, 'ch', 0, 'n', 0)
-    redis.call('HINCRBY', STATS, 'members', 1)
+    stat('members', 1)
     created = 1
   else
     -- the anchor: the member of the event's highest-priority known identifier
@@ -247,7 +255,7 @@ local function take(key, q, kind)
   local on_hand = num(redis.call('HGET', key, 'on_hand'))
   local taken = math.min(on_hand, q)
   if taken > 0 then move(key, kind, -taken, 0) end
-  if taken < q then redis.call('HINCRBY', STATS, 'stock_discrepancies', 1) end
+  if taken < q then stat('stock_discrepancies', 1) end
 end
 
 local function apply_stock(it)
@@ -291,11 +299,11 @@ local function apply_stock(it)
         move(key, 'reserve', 0, r[3])
         held[#held + 1] = {key, r[3]}
       end
-      redis.call('HINCRBY', STATS, 'reservations', 1)
-      if chosen ~= places[1] then redis.call('HINCRBY', STATS, 'reserved_further', 1) end
+      stat('reservations', 1)
+      if chosen ~= places[1] then stat('reserved_further', 1) end
     else
       flags = flags .. 'B'
-      redis.call('HINCRBY', STATS, 'backorders', 1)
+      stat('backorders', 1)
     end
   end
   return flags, held
@@ -325,22 +333,22 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
         log[#log + 1] = {action = 'points', one_id = live, other = event_id, reason = rule,
                          kept = {}, moved = {}, points = -take}
       end
-      if take < amount then redis.call('HINCRBY', STATS, 'points_unrecovered', amount - take) end
+      if take < amount then stat('points_unrecovered', amount - take) end
     end
     rev = rev + amount
     redis.call('HSET', o, 'rev', rev)
-    redis.call('HINCRBY', STATS, 'points_reversed', amount)
+    stat('points_reversed', amount)
   end
   redis.call('ZREM', P .. 'holds', order_id)
   if status == 'cancelled' then
     if state == 'cancelled' or state == 'fulfilled' then return end
     if state == 'reserved' then
       for _, l in ipairs(lines) do move(l[1], 'release', 0, -l[2]) end
-      redis.call('HINCRBY', STATS, 'reservations_released', 1)
+      stat('reservations_released', 1)
     end
     reverse(pts)
     redis.call('HSET', o, 'state', 'cancelled')
-    redis.call('HINCRBY', STATS, 'orders_cancelled', 1)
+    stat('orders_cancelled', 1)
   elseif status == 'picked_up' or status == 'shipped' then
     if state == 'cancelled' or state == 'fulfilled' then return end
     if state == 'reserved' then
@@ -351,11 +359,11 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
       for _, l in ipairs(lines) do take(l[1], l[2], 'sale') end
     end
     redis.call('HSET', o, 'state', 'fulfilled')
-    redis.call('HINCRBY', STATS, 'orders_fulfilled', 1)
+    stat('orders_fulfilled', 1)
   elseif status == 'refunded' then
     -- points back in proportion to the amount refunded (floor)
     if paid > 0 then reverse(math.floor(pts * refund_cents / paid)) end
-    redis.call('HINCRBY', STATS, 'orders_refunded', 1)
+    stat('orders_refunded', 1)
   end
 end
 
@@ -370,7 +378,7 @@ local function expire_holds()
         move(l[1], 'expire', 0, -l[2], 'hold:' .. order_id)
       end
       redis.call('HSET', o, 'state', 'expired')
-      redis.call('HINCRBY', STATS, 'holds_expired', 1)
+      stat('holds_expired', 1)
     end
     redis.call('ZREM', P .. 'holds', order_id)
   end
@@ -389,7 +397,7 @@ local function apply_order(it, oid, reserved, flags, log)
     if it.H == 1 and state == 'reserved' then
       redis.call('ZADD', P .. 'holds', it.t + CONFIG.hold_ms, it.r)
     end
-    redis.call('HINCRBY', STATS, 'orders', 1)
+    stat('orders', 1)
     local waiting = redis.call('LRANGE', P .. 'op:' .. it.r, 0, -1)
     for _, w in ipairs(waiting) do
       local st = cjson.decode(w)
@@ -401,7 +409,7 @@ local function apply_order(it, oid, reserved, flags, log)
       apply_status(it.r, it.u, it.m, it.id, log)
     else
       redis.call('RPUSH', P .. 'op:' .. it.r, cjson.encode({it.u, it.m, it.id}))
-      redis.call('HINCRBY', STATS, 'statuses_early', 1)
+      stat('statuses_early', 1)
     end
   end
 end
@@ -415,7 +423,7 @@ local function claim_awarded(it)
     local h = redis.call('HMGET', c, 'claims', 'cents')
     if (b[1] > 0 and num(h[1]) + 1 > b[1]) or (b[2] > 0 and num(h[2]) + it.m > b[2]) then
       redis.call('HINCRBY', c, 'refused', 1)
-      redis.call('HINCRBY', STATS, 'claims_refused', 1)
+      stat('claims_refused', 1)
       return false
     end
   end
@@ -428,19 +436,32 @@ end
 -- type x store (it.a), counted here, atomically with the event's own dedupe record, so
 -- an event counts once however often it is delivered. The batch returns the absolute
 -- values of every bucket it touched; events is the bucket's version.
+-- A batch's counts collect in COUNTS and are written once a bucket at its end.
 local TOUCHED = {}
+local COUNTS = {}
 local function count_minute(it, awarded)
   if it.a == nil or it.a == '' then return end
-  local a = P .. 'a:' .. it.a
-  redis.call('HINCRBY', a, 'events', 1)
-  if it.b == 1 then
-    redis.call('HINCRBY', a, 'orders', 1)
-    redis.call('HINCRBY', a, 'gmv', it.m)
+  local c = COUNTS[it.a]
+  if c == nil then
+    c = {events = 0}
+    COUNTS[it.a] = c
   end
-  if it.y == 'red_envelope_claim' and awarded then redis.call('HINCRBY', a, 'claims', 1) end
-  if it.u == 'refunded' then redis.call('HINCRBY', a, 'refunds', it.m) end
-  if AGG_TTL > 0 then redis.call('EXPIRE', a, AGG_TTL) end
+  c.events = c.events + 1
+  if it.b == 1 then
+    c.orders = (c.orders or 0) + 1
+    c.gmv = (c.gmv or 0) + it.m
+  end
+  if it.y == 'red_envelope_claim' and awarded then c.claims = (c.claims or 0) + 1 end
+  if it.u == 'refunded' then c.refunds = (c.refunds or 0) + it.m end
   TOUCHED[it.a] = true
+end
+
+local function write_minutes()
+  for b, c in pairs(COUNTS) do
+    local a = P .. 'a:' .. b
+    for field, n in pairs(c) do redis.call('HINCRBY', a, field, n) end
+    if AGG_TTL > 0 then redis.call('EXPIRE', a, AGG_TTL) end
+  end
 end
 
 local function minute_snapshots()
@@ -472,7 +493,7 @@ local function apply_event(it)
       local lapsed = num(redis.call('HGET', m, 'pts'))
       if lapsed > 0 then
         redis.call('HSET', m, 'pts', 0)
-        redis.call('HINCRBY', STATS, 'points_expired', lapsed)
+        stat('points_expired', lapsed)
         ledger(oid, it.id, 'expire:inactive', -lapsed)
         log[#log + 1] = {action = 'points', one_id = oid, other = it.id,
                          reason = 'expire:inactive', kept = {}, moved = {}, points = -lapsed}
@@ -487,7 +508,7 @@ local function apply_event(it)
         touch = h[1]
         log[#log + 1] = {action = 'attributed', one_id = oid, other = '', reason = touch,
                          kept = {}, moved = {}, points = 0}
-        redis.call('HINCRBY', STATS, 'orders_attributed', 1)
+        stat('orders_attributed', 1)
       end
     end
     if it.h ~= '' and it.t >= num(redis.call('HGET', m, 'lts')) then
@@ -509,7 +530,7 @@ local function apply_event(it)
     if it.p ~= 0 then
       redis.call('HINCRBY', m, 'pts', it.p)
       if it.p > 0 then redis.call('HINCRBY', m, 'earned', it.p) end
-      redis.call('HINCRBY', STATS, 'points_total', it.p)
+      stat('points_total', it.p)
       ledger(oid, it.id, 'earn:' .. it.y, it.p)
     end
     -- RFM: a purchase counts for frequency, monetary (cents) and recency
@@ -527,8 +548,8 @@ local function apply_event(it)
   apply_order(it, oid, reserved, flags, log)
   for _, mv in ipairs(MOVES) do log[#log + 1] = mv end
   count_minute(it, refused == '')
-  redis.call('HINCRBY', STATS, 'facts', 1)
-  redis.call('HINCRBY', STATS, 'type:' .. it.y, 1)
+  stat('facts', 1)
+  stat('type:' .. it.y, 1)
   local res = oid .. '|' .. created .. '|' .. flags .. '|' .. it.p
   -- the log rides along, so a redelivered event re-emits it too
   if #log > 0 then res = res .. '|' .. cjson.encode(log) end
@@ -561,13 +582,13 @@ for i, it in ipairs(batch) do
     cursor[it.tp] = it.o
     advanced[it.tp] = it.o
     if it.d then
-      redis.call('HINCRBY', STATS, 'dead_lettered', 1)
+      stat('dead_lettered', 1)
       results[i] = {'dead', ''}
     else
-      redis.call('HINCRBY', STATS, 'processed', 1)
+      stat('processed', 1)
       local prior = redis.call('GET', P .. 'e:' .. it.id)
       if prior then
-        redis.call('HINCRBY', STATS, 'duplicates', 1)
+        stat('duplicates', 1)
         results[i] = {'duplicate', prior}
       else
         local res = apply_event(it)
@@ -587,5 +608,7 @@ for i, it in ipairs(batch) do
 end
 for tp, o in pairs(advanced) do redis.call('HSET', OFFSETS, tp, o) end
 if #carried > 0 then redis.call('RPUSH', P .. 'xm', cjson.encode(carried)) end
+write_stats()
+write_minutes()
 results[#batch + 1] = {'aggregates', cjson.encode(minute_snapshots())}
 return results
