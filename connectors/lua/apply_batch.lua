@@ -221,13 +221,7 @@ local function stitch(it)
       end
     end
   end
-  local m = P .. 'm:' .. oid
-  local cur = redis.call('HMGET', m, 'first', 'last', 'ch')
-  redis.call('HSET', m,
-    'first', math.min(num(cur[1]), it.t),
-    'last', math.max(num(cur[2]), it.t),
-    'ch', bit.bor(num(cur[3]), bit.lshift(1, it.c)))
-  redis.call('HINCRBY', m, 'n', 1)
+  -- (the member's first/last touch, channels and event count: apply_event's one write)
   return oid, created, log
 end
 
@@ -239,15 +233,17 @@ local function stock_key(sku, loc) return SKEY .. sku .. '@' .. loc end
 -- The movements of the event being applied collect in MOVES and ride in its log.
 local MOVES = {}
 local function move(key, kind, d_on, d_res, ref)
-  -- (never pass -0: Lua writes it as "-0", which HINCRBY refuses)
-  if d_on ~= 0 then redis.call('HINCRBY', key, 'on_hand', d_on) end
-  if d_res ~= 0 then redis.call('HINCRBY', key, 'reserved', d_res) end
   if d_on == 0 and d_res == 0 then return end
-  local h = redis.call('HMGET', key, 'on_hand', 'reserved')
+  -- one read and one write; a field is written only when it changes
+  local h = redis.call('HMGET', key, 'on_hand', 'reserved', 'v')
+  local on, res, v = num(h[1]) + d_on, num(h[2]) + d_res, num(h[3]) + 1
+  local set = {'v', v}
+  if d_on ~= 0 then set[#set + 1] = 'on_hand'; set[#set + 1] = on end
+  if d_res ~= 0 then set[#set + 1] = 'reserved'; set[#set + 1] = res end
+  redis.call('HSET', key, unpack(set))
   local sku, loc = string.match(string.sub(key, #SKEY + 1), '^(.*)@([^@]*)$')
   MOVES[#MOVES + 1] = {action = 'stock', sku = sku, loc = loc, kind = kind,
-                       d_on = d_on, d_res = d_res, on = num(h[1]), res = num(h[2]),
-                       v = redis.call('HINCRBY', key, 'v', 1), ref = ref or ''}
+                       d_on = d_on, d_res = d_res, on = on, res = res, v = v, ref = ref or ''}
 end
 
 -- on hand never goes below zero; a sale of stock the views do not know of is counted
@@ -486,38 +482,50 @@ local function apply_event(it)
     refused = 'X'
   end
   if oid ~= '' then
+    -- The member's profile: one read and one write of its hash, whatever the event does
+    -- to it; a field is written under the same conditions as it changes.
     local m = P .. 'm:' .. oid
+    local h = redis.call('HMGET', m, 'first', 'last', 'ch', 'n', 'act', 'pts', 'lt', 'lts',
+      'earned', 'f', 'mon', 'rec')
+    local act, pts, lts, earned = num(h[5]), num(h[6]), num(h[8]), num(h[9])
+    local set = {
+      'first', math.min(num(h[1]), it.t),
+      'last', math.max(num(h[2]), it.t),
+      'ch', bit.bor(num(h[3]), bit.lshift(1, it.c)),
+      'n', num(h[4]) + 1,
+    }
+    local function put(field, value) set[#set + 1] = field; set[#set + 1] = value end
     -- expiry: a balance left untouched for expiry_ms (event time) lapses
-    local act = num(redis.call('HGET', m, 'act'))
+    local pts_changed = false
     if CONFIG.expiry_ms > 0 and act > 0 and it.t - act > CONFIG.expiry_ms then
-      local lapsed = num(redis.call('HGET', m, 'pts'))
+      local lapsed = pts
       if lapsed > 0 then
-        redis.call('HSET', m, 'pts', 0)
+        pts, pts_changed = 0, true
         stat('points_expired', lapsed)
         ledger(oid, it.id, 'expire:inactive', -lapsed)
         log[#log + 1] = {action = 'points', one_id = oid, other = it.id,
                          reason = 'expire:inactive', kept = {}, moved = {}, points = -lapsed}
       end
     end
-    if it.t > act then redis.call('HSET', m, 'act', it.t) end
+    if it.t > act then put('act', it.t) end
     -- attribution: an app order goes to the member's last touch within the window
     local touch = ''
     if it.y == 'app_order' then
-      local h = redis.call('HMGET', m, 'lt', 'lts')
-      if h[1] and it.t >= num(h[2]) and it.t - num(h[2]) <= WINDOW then
-        touch = h[1]
+      if h[7] and it.t >= lts and it.t - lts <= WINDOW then
+        touch = h[7]
         log[#log + 1] = {action = 'attributed', one_id = oid, other = '', reason = touch,
                          kept = {}, moved = {}, points = 0}
         stat('orders_attributed', 1)
       end
     end
-    if it.h ~= '' and it.t >= num(redis.call('HGET', m, 'lts')) then
-      redis.call('HSET', m, 'lt', it.h, 'lts', it.t)
+    if it.h ~= '' and it.t >= lts then
+      put('lt', it.h)
+      put('lts', it.t)
     end
     -- earning: the plan's base points times the member's tier multiplier, times the
     -- campaign's when the order came from a red envelope
     if it.p > 0 then
-      local earned, mult = num(redis.call('HGET', m, 'earned')), 1
+      local mult = 1
       for _, t in ipairs(CONFIG.tiers) do
         if earned >= t[1] then mult = t[3]; break end
       end
@@ -528,18 +536,19 @@ local function apply_event(it)
       it.p = math.floor(it.p * mult + 1e-6)
     end
     if it.p ~= 0 then
-      redis.call('HINCRBY', m, 'pts', it.p)
-      if it.p > 0 then redis.call('HINCRBY', m, 'earned', it.p) end
+      pts, pts_changed = pts + it.p, true
+      if it.p > 0 then put('earned', earned + it.p) end
       stat('points_total', it.p)
       ledger(oid, it.id, 'earn:' .. it.y, it.p)
     end
+    if pts_changed then put('pts', pts) end
     -- RFM: a purchase counts for frequency, monetary (cents) and recency
     if it.b == 1 then
-      redis.call('HINCRBY', m, 'f', 1)
-      redis.call('HINCRBY', m, 'mon', it.m)
-      local rec = num(redis.call('HGET', m, 'rec'))
-      if it.t > rec then redis.call('HSET', m, 'rec', it.t) end
+      put('f', num(h[10]) + 1)
+      put('mon', num(h[11]) + it.m)
+      if it.t > num(h[12]) then put('rec', it.t) end
     end
+    redis.call('HSET', m, unpack(set))
   else
     it.p = 0
   end
