@@ -1,0 +1,212 @@
+"""The Redis views' script against an earlier version of it, on the same batches:
+
+    python -m tests.views_bench [--against REV] [--events N] [--batch N] [--rounds N] [--json]
+
+The bench workload's first ``events`` messages (``streams/bench.py``) are decoded and
+planned once, cut into batches of ``batch``, and applied by ``apply_batch.lua`` as it is
+in the working tree and as it was at ``REV`` (git), each variant on a fresh redis-server
+with AOF on (as the embedded stack runs it), the variants taking turns for ``rounds``
+rounds. Per event: Redis CPU (``INFO cpu``), the script call's wall time in the worker,
+and how many Redis commands the script ran (counted by a copy of the script whose
+``redis.call`` counts). Then the whole Redis state the two left behind is compared, key by
+key (sets as sets, identity logs with their identifier lists sorted: a set's order is the
+server's): a change meant to be faster must leave the same state. Exit code 1 if it does
+not. docs/benchmarks.md quotes a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = "connectors/lua/apply_batch.lua"
+PREFIX = "omni:"
+
+
+def script_at(rev: str | None) -> str:
+    if rev is None:
+        return (ROOT / SCRIPT).read_text("utf-8")
+    shown = subprocess.run(
+        ["git", "show", f"{rev}:{SCRIPT}"], cwd=ROOT, capture_output=True, text=True
+    )
+    if shown.returncode != 0:
+        sys.exit(f"cannot read {SCRIPT} at {rev}: {shown.stderr.strip()}")
+    return shown.stdout
+
+
+def counting(script: str) -> str:
+    """The script with every ``redis.call`` counted into the hash ``views-bench:calls``."""
+    body = script.replace("redis.call(", "_counted(")
+    head = (
+        "local _CALLS = {}\n"
+        "local function _counted(cmd, ...)\n"
+        "  _CALLS[cmd] = (_CALLS[cmd] or 0) + 1\n"
+        "  return redis.call(cmd, ...)\n"
+        "end\n"
+    )
+    last = body.rindex("return results")
+    tail = "for c, n in pairs(_CALLS) do redis.call('HINCRBY', 'views-bench:calls', c, n) end\n"
+    return head + body[:last] + tail + body[last:]
+
+
+def prepared_batches(events: int, batch: int) -> list[Any]:
+    from schemas.topics import input_topics
+    from streams.bench import Workload
+    from streams.pipeline import Inbound, TouchpointPipeline
+    from streams.settings import Settings
+    from streams.wiring import rules
+
+    settings = Settings(home=Path(tempfile.mkdtemp(prefix="omni-views-bench-")))
+    wires = Workload(100_000, 7, settings.topic_prefix).take(events)
+    msgs = [Inbound(t, i % 4, i, k, v) for i, (t, k, v) in enumerate(wires)]
+    pipeline = TouchpointPipeline(
+        input_topics(settings.topic_prefix),
+        rules(settings),
+        None,  # type: ignore[arg-type]  (prepare needs no store)
+        None,  # type: ignore[arg-type]
+    )
+    return [pipeline.prepare(msgs[i : i + batch]) for i in range(0, len(msgs), batch)]
+
+
+def _state(client: Any) -> dict[bytes, Any]:
+    """Every key and what it holds, in a form two servers' orders cannot tell apart."""
+
+    def value(key: bytes) -> Any:
+        kind = client.type(key).decode()
+        if kind == "hash":
+            return sorted(client.hgetall(key).items())
+        if kind == "set":
+            return sorted(client.smembers(key))
+        if kind == "list":
+            return client.lrange(key, 0, -1)
+        if kind == "zset":
+            return client.zrange(key, 0, -1, withscores=True)
+        raw = client.get(key)
+        if key.startswith(PREFIX.encode() + b"e:") and raw.count(b"|") >= 4:
+            *head, log = raw.split(b"|", 4)
+            entries = json.loads(log)
+            for e in entries:
+                for f in ("kept", "moved"):
+                    if isinstance(e.get(f), list):
+                        e[f] = sorted(e[f])
+            return head, sorted(json.dumps(e, sort_keys=True) for e in entries)
+        return raw, client.ttl(key) > 0
+
+    return {k: (client.type(k), value(k)) for k in sorted(client.keys("*"))}
+
+
+def run_variant(script: str, batches: list[Any], count_calls: bool) -> dict[str, Any]:
+    from connectors.embedded import start_redis
+    from connectors.redis_views import RedisViews
+    from streams.settings import Settings
+    from streams.wiring import identity_policy, points_policy
+
+    settings = Settings(home=Path(tempfile.mkdtemp(prefix="omni-views-bench-")))
+    with tempfile.TemporaryDirectory(prefix="omni-views-bench-") as tmp:
+        server = start_redis(Path(tmp) / "data", Path(tmp), appendonly=True)
+        try:
+            views = RedisViews.from_url(
+                f"redis://127.0.0.1:{server.port}/0",
+                prefix=PREFIX,
+                policy=identity_policy(settings),
+                points=points_policy(settings),
+            )
+            views._apply = views.client.register_script(counting(script) if count_calls else script)
+
+            def cpu() -> float:
+                info = views.client.info("cpu")
+                return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+            events = sum(len(b.items) for b in batches)
+            cpu0, wall = cpu(), 0.0
+            for b in batches:
+                started = time.perf_counter()
+                views.apply_batch(b.items, int(b.now.timestamp() * 1000))
+                wall += time.perf_counter() - started
+            result = {
+                "redis_cpu_us": (cpu() - cpu0) / events * 1e6,
+                "call_wall_us": wall / events * 1e6,
+            }
+            if count_calls:
+                calls = views.client.hgetall("views-bench:calls")
+                views.client.delete("views-bench:calls")
+                result["calls"] = {k.decode(): int(v) / events for k, v in calls.items()}
+            else:
+                result["state"] = _state(views.client)
+            return result
+        finally:
+            server.stop()
+
+
+def _list(values: list[float]) -> str:
+    return ", ".join(f"{x:.0f}" for x in values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--against", default="HEAD", help="git revision of the earlier script")
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--batch", type=int, default=500, help="events per script call")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    variants = {args.against: script_at(args.against), "working tree": script_at(None)}
+    print(f"preparing {args.events:,} events ...", file=sys.stderr)
+    batches = prepared_batches(args.events, args.batch)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for r in range(args.rounds):
+        for name, script in variants.items():
+            print(f"round {r + 1}: {name}", file=sys.stderr)
+            runs[name].append(run_variant(script, batches, count_calls=False))
+    calls = {name: run_variant(s, batches, True)["calls"] for name, s in variants.items()}
+    states = [runs[name][0]["state"] for name in variants]
+    same = states[0] == states[1]
+    differing = [k.decode() for k in set(states[0]) | set(states[1])
+                 if states[0].get(k) != states[1].get(k)]  # fmt: skip
+    summary = {
+        "events": args.events,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "same_state": same,
+        "differing_keys": sorted(differing)[:20],
+        "variants": {
+            name: {
+                "redis_cpu_us_per_event": [round(x["redis_cpu_us"], 1) for x in runs[name]],
+                "call_wall_us_per_event": [round(x["call_wall_us"], 1) for x in runs[name]],
+                "redis_calls_per_event": round(sum(calls[name].values()), 2),
+                "calls_by_command": {k: round(v, 2) for k, v in sorted(calls[name].items())},
+            }
+            for name in variants
+        },
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return 0 if same else 1
+    print(
+        f"{args.events:,} events in batches of {args.batch}, {args.rounds} rounds, "
+        "each variant on a fresh redis-server (AOF on)"
+    )
+    for name, v in summary["variants"].items():
+        cpu, wall = v["redis_cpu_us_per_event"], v["call_wall_us_per_event"]
+        print(
+            f"  {name:>14}: Redis CPU {_list(cpu)} us/event (median "
+            f"{statistics.median(cpu):.0f}); script call {_list(wall)} us/event; "
+            f"{v['redis_calls_per_event']:.1f} Redis commands/event"
+        )
+    shown = ", ".join(sorted(differing)[:5])
+    verdict = "the same" if same else f"DIFFERENT in {len(differing)} keys, e.g. {shown}"
+    print(f"  state after the run: {verdict}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
