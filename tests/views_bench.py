@@ -7,11 +7,12 @@ planned once, cut into batches of ``batch``, and applied by ``apply_batch.lua`` 
 in the working tree and as it was at ``REV`` (git), each variant on a fresh redis-server
 with AOF on (as the embedded stack runs it), the variants taking turns for ``rounds``
 rounds. Per event: Redis CPU (``INFO cpu``), the script call's wall time in the worker,
-and how many Redis commands the script ran (counted by a copy of the script whose
-``redis.call`` counts). Then the whole Redis state the two left behind is compared, key by
-key (sets as sets, identity logs with their identifier lists sorted: a set's order is the
-server's): a change meant to be faster must leave the same state. Exit code 1 if it does
-not. docs/benchmarks.md quotes a run.
+the worker's own CPU for it (encoding the batch, reading the reply), and how many Redis
+commands the script ran (counted by a copy of the script whose ``redis.call`` counts).
+Then the whole Redis state the two left behind is compared, key by key (sets as sets,
+identity logs with their identifier lists sorted: a set's order is the server's): a change
+meant to be faster must leave the same state. Exit code 1 if it does not.
+docs/benchmarks.md quotes a run.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def _state(client: Any) -> dict[bytes, Any]:
 
 
 def run_variant(script: str, batches: list[Any], count_calls: bool) -> dict[str, Any]:
+    from redis.utils import HIREDIS_AVAILABLE
+
     from connectors.embedded import start_redis
     from connectors.redis_views import RedisViews
     from streams.settings import Settings
@@ -126,14 +129,17 @@ def run_variant(script: str, batches: list[Any], count_calls: bool) -> dict[str,
                 return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
             events = sum(len(b.items) for b in batches)
-            cpu0, wall = cpu(), 0.0
+            cpu0, wall, client = cpu(), 0.0, 0.0
             for b in batches:
-                started = time.perf_counter()
+                started, client_started = time.perf_counter(), time.thread_time()
                 views.apply_batch(b.items, int(b.now.timestamp() * 1000))
                 wall += time.perf_counter() - started
+                client += time.thread_time() - client_started
             result = {
                 "redis_cpu_us": (cpu() - cpu0) / events * 1e6,
                 "call_wall_us": wall / events * 1e6,
+                "client_cpu_us": client / events * 1e6,
+                "parser": "hiredis" if HIREDIS_AVAILABLE else "redis-py's own",
             }
             if count_calls:
                 calls = views.client.hgetall("views-bench:calls")
@@ -177,11 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "rounds": args.rounds,
         "same_state": same,
+        "reply_parser": runs[args.against][0]["parser"],
         "differing_keys": sorted(differing)[:20],
         "variants": {
             name: {
                 "redis_cpu_us_per_event": [round(x["redis_cpu_us"], 1) for x in runs[name]],
                 "call_wall_us_per_event": [round(x["call_wall_us"], 1) for x in runs[name]],
+                "worker_cpu_us_per_event": [round(x["client_cpu_us"], 1) for x in runs[name]],
                 "redis_calls_per_event": round(sum(calls[name].values()), 2),
                 "calls_by_command": {k: round(v, 2) for k, v in sorted(calls[name].items())},
             }
@@ -193,14 +201,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if same else 1
     print(
         f"{args.events:,} events in batches of {args.batch}, {args.rounds} rounds, "
-        "each variant on a fresh redis-server (AOF on)"
+        f"each variant on a fresh redis-server (AOF on); reply parser {summary['reply_parser']}"
     )
     for name, v in summary["variants"].items():
         cpu, wall = v["redis_cpu_us_per_event"], v["call_wall_us_per_event"]
+        own = v["worker_cpu_us_per_event"]
         print(
             f"  {name:>14}: Redis CPU {_list(cpu)} us/event (median "
-            f"{statistics.median(cpu):.0f}); script call {_list(wall)} us/event; "
-            f"{v['redis_calls_per_event']:.1f} Redis commands/event"
+            f"{statistics.median(cpu):.0f}); script call {_list(wall)} us/event, of it "
+            f"worker CPU {_list(own)}; {v['redis_calls_per_event']:.1f} Redis commands/event"
         )
     shown = ", ".join(sorted(differing)[:5])
     verdict = "the same" if same else f"DIFFERENT in {len(differing)} keys, e.g. {shown}"
