@@ -3,12 +3,12 @@ trip by ``lua/apply_batch.lua``. Key layout: docs/redis-keys.md."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
 import redis
 
 from connectors.errors import ViewsUnavailable
@@ -154,7 +154,7 @@ def _parse(status: bytes | str, result: bytes | str) -> Outcome:
     if not text:
         return Outcome("replay_expired" if status == "replay" else status)
     one_id, created, flags, points, *log = text.split("|", 4)
-    entries = json.loads(log[0]) if log else []
+    entries = orjson.loads(log[0]) if log else []
     changes = tuple(_change(e) for e in entries if e["action"] != "stock")
     moves = tuple(_move(e) for e in entries if e["action"] == "stock")
     return Outcome(
@@ -203,8 +203,8 @@ class RedisViews:
         self.prefix = prefix
         self.dedupe_ttl_s = dedupe_ttl_s
         self.aggregate_ttl_s = aggregate_ttl_s
-        self.policy = json.dumps((policy or IdentityPolicy()).as_script_argument())
-        self.config = json.dumps((points or PointsPolicy()).as_script_argument())
+        self.policy = orjson.dumps((policy or IdentityPolicy()).as_script_argument())
+        self.config = orjson.dumps((points or PointsPolicy()).as_script_argument())
         lua = resources.files("connectors").joinpath("lua")
         self._apply = client.register_script(lua.joinpath("apply_batch.lua").read_text("utf-8"))
         self._forget = client.register_script(lua.joinpath("forget.lua").read_text("utf-8"))
@@ -225,7 +225,7 @@ class RedisViews:
         worker's clock, for pick-up holds that lapse."""
         if not items:
             return Applied([], [])
-        payload = json.dumps(items, separators=(",", ":"))
+        payload = orjson.dumps(items)
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         args = [
             self.prefix, self.dedupe_ttl_s, payload, self.policy, self.config, now_ms,
@@ -236,7 +236,7 @@ class RedisViews:
         except _TRANSIENT as exc:
             raise ViewsUnavailable(f"redis: {exc}") from exc
         *per_item, (_, minutes) = raw
-        rows = json.loads(minutes)
+        rows = orjson.loads(minutes)
         return Applied(
             [_parse(s, r) for s, r in per_item],
             [_bucket(r) for r in rows] if isinstance(rows, list) else [],  # {} when none
@@ -342,7 +342,7 @@ class RedisViews:
 
 
 def _erasure(raw: bytes | str) -> dict[str, Any]:
-    erased = json.loads(raw)
+    erased = orjson.loads(raw)
     # cjson writes an empty list as {}
     erased["absorbed"] = sorted(erased["absorbed"]) if erased["absorbed"] else []
     return erased

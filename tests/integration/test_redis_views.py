@@ -122,3 +122,20 @@ def test_sale_of_stock_the_views_never_saw(views: RedisViews) -> None:
     assert sold.status == "new"
     assert views.stock("SKU9", "S1") == []
     assert views.stats()["stock_discrepancies"] == 1
+
+
+def test_text_beyond_ascii_arrives_in_redis_as_sent(views: RedisViews) -> None:
+    # the batch goes to the script as UTF-8 JSON; Lua's cjson must read it byte for byte
+    receive = (StockOp("receive", "茶-龙井", "上海·静安店", 4),)
+    views.apply([event_item(plan("r", stock=receive), "s/0", 0)])
+    sold = (StockOp("sale", "茶-龙井", "上海·静安店", 1),)
+    [sale] = views.apply([event_item(plan("s", "openid:微信用户é", stock=sold), "s/0", 1)])
+    assert sale.status == "new"
+    assert views.resolve("openid:微信用户é") == sale.one_id
+    assert [(m.sku, m.location, m.on_hand) for m in sale.stock_moves] == [
+        ("茶-龙井", "上海·静安店", 3)
+    ]
+    assert views.stock("茶-龙井") == [
+        {"sku": "茶-龙井", "location": "上海·静安店", "on_hand": 3, "reserved": 0,
+         "available_to_promise": 3}
+    ]  # fmt: skip
