@@ -65,16 +65,19 @@ def prepared_batches(events: int, batch: int) -> list[Any]:
     from streams.settings import Settings
     from streams.wiring import rules
 
-    settings = Settings(home=Path(tempfile.mkdtemp(prefix="omni-views-bench-")))
-    wires = Workload(100_000, 7, settings.topic_prefix).take(events)
-    msgs = [Inbound(t, i % 4, i, k, v) for i, (t, k, v) in enumerate(wires)]
-    pipeline = TouchpointPipeline(
-        input_topics(settings.topic_prefix),
-        rules(settings),
-        None,  # type: ignore[arg-type]  (prepare needs no store)
-        None,  # type: ignore[arg-type]
-    )
-    return [pipeline.prepare(msgs[i : i + batch]) for i in range(0, len(msgs), batch)]
+    # the home holds the key identifiers are hashed with; the prepared batches carry the
+    # hashes, so it is not needed afterwards
+    with tempfile.TemporaryDirectory(prefix="omni-views-bench-") as home:
+        settings = Settings(home=Path(home))
+        wires = Workload(100_000, 7, settings.topic_prefix).take(events)
+        msgs = [Inbound(t, i % 4, i, k, v) for i, (t, k, v) in enumerate(wires)]
+        pipeline = TouchpointPipeline(
+            input_topics(settings.topic_prefix),
+            rules(settings),
+            None,  # type: ignore[arg-type]  (prepare needs no store)
+            None,  # type: ignore[arg-type]
+        )
+        return [pipeline.prepare(msgs[i : i + batch]) for i in range(0, len(msgs), batch)]
 
 
 def _state(client: Any) -> dict[bytes, Any]:
@@ -112,8 +115,8 @@ def run_variant(script: str, batches: list[Any], count_calls: bool) -> dict[str,
     from streams.settings import Settings
     from streams.wiring import identity_policy, points_policy
 
-    settings = Settings(home=Path(tempfile.mkdtemp(prefix="omni-views-bench-")))
     with tempfile.TemporaryDirectory(prefix="omni-views-bench-") as tmp:
+        settings = Settings(home=Path(tmp))
         server = start_redis(Path(tmp) / "data", Path(tmp), appendonly=True)
         try:
             views = RedisViews.from_url(
