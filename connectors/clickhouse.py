@@ -19,10 +19,42 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError,
 from connectors.errors import WarehouseUnavailable
 
 _MIGRATION = re.compile(r"^(\d{4})_(\w+)\.sql$")
+_DECIMAL = re.compile(r"^Decimal\((\d+), ?(\d+)\)$")
+#: Avro types ClickHouse reads into our columns as written (for FORMAT Avro)
+_PLAIN_AVRO = {"string", "int", "long", "boolean"}
 
 
 class QueryRefused(RuntimeError):
     """ClickHouse refused the query (syntax, permissions, a write in read-only mode)."""
+
+
+def avro_fit(fields: Sequence[dict[str, Any]], columns: dict[str, str]) -> dict[str, int] | None:
+    """Whether records of an Avro schema with ``fields`` go into columns of these types
+    (``Warehouse.column_types``) by ``FORMAT Avro`` with every value as written: then the
+    precision each decimal field must declare (ClickHouse wants the column's; a decimal's
+    bytes depend only on its scale). None when one would not: a ``timestamp-millis`` into
+    a ``DateTime`` of whole seconds is read as seconds, for one. Only the shapes the
+    workers write are accepted; anything else is decoded by the sink."""
+    precision = {}
+    for f in fields:
+        kind, column = f["type"], columns.get(f["name"], "")
+        logical = kind.get("logicalType") if isinstance(kind, dict) else None
+        if isinstance(kind, str) and kind in _PLAIN_AVRO:
+            continue
+        if logical == "timestamp-millis" and column.startswith("DateTime64(3"):
+            continue
+        if isinstance(kind, dict) and kind.get("type") == "array" and kind["items"] == "string":
+            continue
+        decimal = _DECIMAL.match(column)
+        if logical == "decimal" and decimal and int(decimal.group(2)) == kind["scale"]:
+            precision[f["name"]] = int(decimal.group(1))
+            continue
+        return None
+    return precision
+
+
+class AvroRefused(RuntimeError):
+    """ClickHouse answered an Avro insert with an error: not a reason to retry as is."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +151,36 @@ class Warehouse:
                 )
         except (OperationalError, ClickHouseError) as exc:
             raise WarehouseUnavailable(f"clickhouse insert into {table}: {exc}") from exc
+
+    def insert_avro(self, table: str, columns: Sequence[str], container: bytes, token: str) -> None:
+        """``insert`` of records as they came off Kafka, in an Avro container
+        (``schemas.codec.avro_container``): ClickHouse reads them, no Python decoding.
+        ``AvroRefused`` when ClickHouse answers but does not take them (a record it cannot
+        read, for one); ``WarehouseUnavailable`` when it cannot be reached."""
+        if self.fail_inserts:
+            raise WarehouseUnavailable("clickhouse: inserts failing (injected)")
+        try:
+            with self._lock:
+                self.client.raw_insert(
+                    table,
+                    list(columns),
+                    container,
+                    settings={"insert_deduplication_token": token},
+                    fmt="Avro",
+                )
+        except OperationalError as exc:
+            raise WarehouseUnavailable(f"clickhouse insert into {table}: {exc}") from exc
+        except ClickHouseError as exc:
+            raise AvroRefused(f"clickhouse refused Avro into {table}: {exc}") from exc
+
+    def column_types(self, table: str) -> dict[str, str]:
+        """Each column of ``table`` and its ClickHouse type, as ``system.columns`` has it."""
+        found = self.query(
+            "SELECT name, type FROM system.columns"
+            " WHERE database = currentDatabase() AND table = {table:String}",
+            {"table": table},
+        )
+        return {name: kind for name, kind in found.rows}
 
     def query(
         self, sql: str, parameters: dict[str, Any] | None = None, readonly: bool = True

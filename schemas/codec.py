@@ -11,13 +11,15 @@ Anything else, and any body that does not decode to exactly one record, is a
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import fastavro
 
-from schemas.contract import SchemaInfo, contract
+from schemas.contract import SchemaInfo, contract, expanded_source
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = 0
@@ -58,6 +60,16 @@ def encode_body(info: SchemaInfo, record: Mapping[str, Any]) -> bytes:
 
 def decode(payload: bytes | None, resolver: SchemaResolver | None = None) -> tuple[str, dict]:
     """Return ``(type_name, record)`` or raise ``DecodeError``."""
+    info, offset = writer_schema(payload, resolver)
+    return info.type_name, _read_body(info, payload, offset)  # type: ignore[arg-type]
+
+
+def writer_schema(
+    payload: bytes | None, resolver: SchemaResolver | None = None
+) -> tuple[SchemaInfo, int]:
+    """The writer schema a message names in its header, and where its body starts;
+    ``DecodeError`` if the header is not one of the two framings or names no known
+    schema. The body is not read."""
     if not payload:
         raise DecodeError("empty", "message has no value")
     if payload[:2] == SINGLE_OBJECT_MAGIC:
@@ -71,7 +83,7 @@ def decode(payload: bytes | None, resolver: SchemaResolver | None = None) -> tup
             raise DecodeError(
                 "unknown_fingerprint", f"no shipped schema has fingerprint {fp.hex()}"
             )
-        return info.type_name, _read_body(info, payload, _SINGLE_HEADER)
+        return info, _SINGLE_HEADER
     if payload[0] == CONFLUENT_MAGIC:
         if len(payload) < _CONFLUENT_HEADER:
             raise DecodeError("truncated", f"Confluent header needs 5 bytes, got {len(payload)}")
@@ -79,8 +91,62 @@ def decode(payload: bytes | None, resolver: SchemaResolver | None = None) -> tup
         info = resolver.schema_for_id(schema_id) if resolver is not None else None
         if info is None:
             raise DecodeError("unknown_schema_id", f"schema id {schema_id} is not known")
-        return info.type_name, _read_body(info, payload, _CONFLUENT_HEADER)
+        return info, _CONFLUENT_HEADER
     raise DecodeError("bad_magic", f"first byte 0x{payload[0]:02x} is neither C3 01 nor 00")
+
+
+def _long(n: int) -> bytes:
+    """An Avro ``long``: zig-zag, then 7 bits a byte, low bits first."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _avro_bytes(data: bytes) -> bytes:
+    return _long(len(data)) + data
+
+
+#: any 16 bytes do; fixed so that the same records always make the same container
+_SYNC = b"omni-avro-sync\x00\x01"
+
+
+def avro_container(
+    type_name: str, bodies: Sequence[bytes], precision: Mapping[str, int] | None = None
+) -> bytes:
+    """An Avro object container file holding ``bodies`` (schemaless records written with
+    the current schema of ``type_name``): what ClickHouse's ``FORMAT Avro`` reads. Each
+    record is its own block, so a record that does not parse fails the read at that
+    record instead of shifting its neighbours. ``precision`` (field -> digits) restates
+    the precision of decimal fields: ClickHouse takes an Avro decimal only into a column
+    of the same precision, and a decimal's bytes do not depend on it (only on its scale)."""
+    header = _container_header(type_name, tuple(sorted((precision or {}).items())))
+    one = _long(1)
+    return header + b"".join(one + _avro_bytes(body) + _SYNC for body in bodies)
+
+
+@functools.cache
+def _container_header(type_name: str, precision: tuple[tuple[str, int], ...]) -> bytes:
+    source = expanded_source(type_name)
+    digits = dict(precision)
+    for f in source["fields"]:
+        kind = f["type"]
+        if f["name"] in digits and isinstance(kind, dict) and kind.get("logicalType") == "decimal":
+            f["type"] = {**kind, "precision": digits[f["name"]]}
+    schema = json.dumps(source, separators=(",", ":")).encode()
+    return (
+        b"Obj\x01"
+        + _long(2)
+        + _avro_bytes(b"avro.schema")
+        + _avro_bytes(schema)
+        + _avro_bytes(b"avro.codec")
+        + _avro_bytes(b"null")
+        + _long(0)
+        + _SYNC
+    )
 
 
 def _read_body(

@@ -6,6 +6,13 @@
 * A crash between insert and commit re-reads the batch: the insert carries a
   deduplication token built from its topic/partition/offset ranges, and the facts table
   collapses re-emitted facts by event_id (ReplacingMergeTree), so neither path duplicates.
+* Records go to ClickHouse as they came off Kafka: an Avro container per table
+  (``FORMAT Avro``), read by ClickHouse, not decoded here. The sink checks each header
+  (a known schema of a table's type, or the dead-letter topic) and decodes records itself
+  only when one was written with an earlier schema or ClickHouse refuses the container,
+  which also finds the record it could not read. ClickHouse is more lenient than the
+  Python decoder in two ways: bytes after a record's last field are ignored, and strings
+  are not checked for UTF-8; the workers' own encoder never writes either.
 * ClickHouse down: the consumer pauses (staying in its group), retries with backoff,
   resumes. Nothing is acknowledged early.
 
@@ -23,6 +30,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -30,10 +38,16 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from connectors.clickhouse import QueryRefused, Warehouse, dashboard_queries
+from connectors.clickhouse import (
+    AvroRefused,
+    QueryRefused,
+    Warehouse,
+    avro_fit,
+    dashboard_queries,
+)
 from connectors.errors import ServiceUnavailable, WarehouseUnavailable
 from connectors.kafka import DeadLetter, PipelineOutput
-from schemas.codec import DecodeError, decode
+from schemas.codec import DecodeError, avro_container, decode, writer_schema
 from schemas.contract import contract
 from streams import gc_tuning, metrics
 from streams.core.rules import parse_rates
@@ -54,6 +68,24 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     type_name: tuple(f["name"] for f in contract().schema(type_name).parsed["fields"])
     for type_name in TABLES
 }
+
+
+@dataclass
+class TableBatch:
+    """One table's share of the sink's batch. Records written with their type's current
+    schema go to ClickHouse as they came off Kafka, in an Avro container (``bodies``);
+    they are decoded here (``rows``) only when one was written with an earlier schema
+    or ClickHouse refused the container."""
+
+    messages: list[Message] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    rows: list[list[Any]] | None = None
+    current: bool = True
+    avro: bool = False  # inserted as Avro
+
+    @property
+    def size(self) -> int:
+        return len(self.messages) if self.rows is None else len(self.rows)
 
 
 class FactSink:
@@ -89,11 +121,21 @@ class FactSink:
             dlq_topic(settings),
             config=endpoints.kafka_config,
         )
-        self.rows: dict[str, list[list[Any]]] = {}
+        self.tables: dict[str, TableBatch] = {}
         self.ranges: dict[tuple[str, int], list[int]] = {}
         self.opened_at: float | None = None
         self.assigned = False
-        self.stats = {"rows_written": 0, "batches": 0, "dead_lettered": 0, "insert_retries": 0}
+        #: table -> the decimal precisions its Avro containers declare; None: the table's
+        #: records are decoded here (``connectors.clickhouse.avro_fit``)
+        self.fit: dict[str, dict[str, int] | None] = {}
+        self.stats = {
+            "rows_written": 0,
+            "batches": 0,
+            "dead_lettered": 0,
+            "insert_retries": 0,
+            "avro_refused": 0,
+            "rows_avro": 0,
+        }
 
     # -- consumer group -------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -105,34 +147,57 @@ class FactSink:
 
     # -- batching ---------------------------------------------------------------------
     def _add(self, msg: Message) -> None:
+        """Take one record into the batch: its header is checked here, its body when
+        ClickHouse reads it (or ``_decode``, if it must)."""
         tp = (msg.topic(), msg.partition())
         span = self.ranges.setdefault(tp, [msg.offset(), msg.offset()])
         span[1] = msg.offset()
+        value = msg.value()
         try:
-            type_name, record = decode(msg.value())
-            if type_name not in TABLES:
-                raise DecodeError("wrong_topic", f"{type_name} record on the facts topic")
+            info, start = writer_schema(value)
+            if info.type_name not in TABLES:
+                raise DecodeError("wrong_topic", f"{info.type_name} record on the facts topic")
         except DecodeError as exc:
-            letter = DeadLetter(
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
-                msg.key(),
-                msg.value(),
-                type(exc).__name__,
-                exc.reason,
-                "value",
-                exc.detail,
-            )
-            self.dead_out.dead_letters([letter], datetime.now(UTC))
-            self.stats["dead_lettered"] += 1
-            metrics.SINK_DEAD.inc()
+            self._dead_letter(msg, exc)
             return
-        self.rows.setdefault(type_name, []).append([record[c] for c in COLUMNS[type_name]])
+        table = self.tables.setdefault(info.type_name, TableBatch())
+        table.messages.append(msg)
+        if info.fingerprint == contract().schema(info.type_name).fingerprint:
+            table.bodies.append(value[start:])
+        else:  # an earlier schema: decoded into the current one (Avro schema resolution)
+            table.current = False
+
+    def _decode(self, type_name: str, table: TableBatch) -> None:
+        """The table's records as rows; those that do not decode go to the dead letters."""
+        columns = COLUMNS[type_name]
+        table.rows = []
+        for msg in table.messages:
+            try:
+                record = decode(msg.value())[1]
+            except DecodeError as exc:
+                self._dead_letter(msg, exc)
+                continue
+            table.rows.append([record[c] for c in columns])
+
+    def _dead_letter(self, msg: Message, exc: DecodeError) -> None:
+        letter = DeadLetter(
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            msg.key(),
+            msg.value(),
+            type(exc).__name__,
+            exc.reason,
+            "value",
+            exc.detail,
+        )
+        self.dead_out.dead_letters([letter], datetime.now(UTC))
+        self.stats["dead_lettered"] += 1
+        metrics.SINK_DEAD.inc()
 
     @property
     def pending(self) -> int:
-        return sum(len(rows) for rows in self.rows.values())
+        return sum(table.size for table in self.tables.values())
 
     def _due(self) -> bool:
         if not self.ranges:
@@ -153,19 +218,21 @@ class FactSink:
         span = ";".join(f"{t}/{p}:{lo}-{hi}" for (t, p), (lo, hi) in sorted(self.ranges.items()))
         delay = 0.2
         paused: list[TopicPartition] = []
-        waiting = sorted(self.rows)
+        waiting = sorted(self.tables)
         while waiting:
             type_name = waiting[0]
-            table, rows = TABLES[type_name], self.rows[type_name]
+            name, table = TABLES[type_name], self.tables[type_name]
             try:
                 with metrics.SINK_INSERT_SECONDS.time():
-                    self.warehouse.insert(table, COLUMNS[type_name], rows, f"{table}:{span}")
+                    self._insert(type_name, table, f"{name}:{span}")
                 waiting.pop(0)
                 continue
             except WarehouseUnavailable as exc:
                 self.stats["insert_retries"] += 1
                 metrics.SINK_RETRIES.inc()
-                log.warning("insert of %d rows waits: %s; retrying in %.1fs", len(rows), exc, delay)
+                log.warning(
+                    "insert of %d rows waits: %s; retrying in %.1fs", table.size, exc, delay
+                )
                 if not paused:
                     paused = self.consumer.assignment()
                     self.consumer.pause(paused)
@@ -179,14 +246,41 @@ class FactSink:
             os.kill(os.getpid(), signal.SIGKILL)
         offsets = [TopicPartition(t, p, hi + 1) for (t, p), (_, hi) in self.ranges.items()]
         self.consumer.commit(offsets=offsets, asynchronous=False)
-        for type_name, rows in self.rows.items():
+        for type_name, table in self.tables.items():
             key = f"rows:{TABLES[type_name]}"
-            self.stats[key] = self.stats.get(key, 0) + len(rows)
-            metrics.SINK_ROWS.labels(TABLES[type_name]).inc(len(rows))
+            self.stats[key] = self.stats.get(key, 0) + table.size
+            metrics.SINK_ROWS.labels(TABLES[type_name]).inc(table.size)
+            self.stats["rows_avro"] += table.size if table.avro else 0
         metrics.SINK_BATCH_ROWS.observe(self.pending)
         self.stats["rows_written"] += self.pending
         self.stats["batches"] += 1
-        self.rows, self.ranges, self.opened_at = {}, {}, None
+        self.tables, self.ranges, self.opened_at = {}, {}, None
+
+    def _insert(self, type_name: str, table: TableBatch, token: str) -> None:
+        """One insert of the table's records: as Avro while they are in the current schema
+        and ClickHouse reads them, else as decoded rows. Both carry the same token, so a
+        retry in the other form after an insert that did land inserts nothing twice."""
+        name, columns = TABLES[type_name], COLUMNS[type_name]
+        if name not in self.fit:
+            try:
+                fields = contract().schema(type_name).parsed["fields"]
+                self.fit[name] = avro_fit(fields, self.warehouse.column_types(name))
+            except QueryRefused:
+                self.fit[name] = None
+        precision = self.fit[name]
+        if table.rows is None and table.current and precision is not None:
+            container = avro_container(type_name, table.bodies, precision)
+            try:
+                self.warehouse.insert_avro(name, columns, container, token)
+                table.avro = True
+                return
+            except AvroRefused as exc:
+                self.stats["avro_refused"] += 1
+                log.warning("%s; decoding its %d records here", exc, len(table.messages))
+        if table.rows is None:
+            self._decode(type_name, table)
+        if table.rows:
+            self.warehouse.insert(name, columns, table.rows, token)
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe(
