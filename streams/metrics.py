@@ -44,7 +44,7 @@ GC_PAUSE_SECONDS = Histogram(
 SINK_ROWS = Counter("omni_sink_rows", "Rows written to ClickHouse, by table", ["table"])
 SINK_BATCH_ROWS = Histogram(
     "omni_sink_batch_rows", "Rows per sink batch",
-    buckets=(1, 10, 100, 500, 1000, 5000, 10000, 50000),
+    buckets=(1, 10, 100, 500, 1000, 5000, 10000, 20000, 50000),
 )  # fmt: skip
 SINK_INSERT_SECONDS = Histogram("omni_sink_insert_seconds", "One insert into one table")
 SINK_RETRIES = Counter("omni_sink_insert_retries", "Inserts retried while ClickHouse failed")

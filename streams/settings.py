@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     )
 
     # Sink
-    sink_batch_rows: int = Field(5000, ge=1, description="Rows the sink buffers before inserting")
+    sink_batch_rows: int = Field(20000, ge=1, description="Rows the sink buffers before inserting")
     sink_batch_seconds: float = Field(1.0, gt=0, description="Longest the sink buffers a row")
     sink_http_host: str = Field("127.0.0.1", description="Bind address of the sink's read API")
     sink_api_token: SecretStr | None = Field(

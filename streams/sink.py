@@ -9,10 +9,11 @@
 * Records go to ClickHouse as they came off Kafka: an Avro container per table
   (``FORMAT Avro``), read by ClickHouse, not decoded here. The sink checks each header
   (a known schema of a table's type, or the dead-letter topic) and decodes records itself
-  only when one was written with an earlier schema or ClickHouse refuses the container,
-  which also finds the record it could not read. ClickHouse is more lenient than the
-  Python decoder in two ways: bytes after a record's last field are ignored, and strings
-  are not checked for UTF-8; the workers' own encoder never writes either.
+  only when a table's columns would not take every value as written (``avro_fit``), a
+  record was written with an earlier schema, or ClickHouse refuses the container (the
+  decoder then finds the record it could not read; docs/clickhouse.md). ClickHouse is
+  more lenient than the Python decoder in two ways: bytes after a record's last field are
+  ignored, and strings are not checked for UTF-8; the workers' own encoder writes neither.
 * ClickHouse down: the consumer pauses (staying in its group), retries with backoff,
   resumes. Nothing is acknowledged early.
 
@@ -74,8 +75,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 class TableBatch:
     """One table's share of the sink's batch. Records written with their type's current
     schema go to ClickHouse as they came off Kafka, in an Avro container (``bodies``);
-    they are decoded here (``rows``) only when one was written with an earlier schema
-    or ClickHouse refused the container."""
+    they are decoded here (``rows``) when the table's columns do not fit them, one was
+    written with an earlier schema, or ClickHouse refused the container."""
 
     messages: list[Message] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
