@@ -162,8 +162,13 @@ def _cwd(path: Path) -> Iterator[None]:
 
 
 def run(rows: int, batch_rows: int, code: Path, settle: float) -> dict[str, Any]:
-    """One drain on fresh services; see the module's docstring."""
-    root = Path(tempfile.mkdtemp(prefix="omni-sink-bench-"))
+    """One drain on fresh services, under a temporary directory removed afterwards; see
+    the module's docstring."""
+    with tempfile.TemporaryDirectory(prefix="omni-sink-bench-", ignore_cleanup_errors=True) as d:
+        return _drain(Path(d), rows, batch_rows, code, settle)
+
+
+def _drain(root: Path, rows: int, batch_rows: int, code: Path, settle: float) -> dict[str, Any]:
     services = services_for_tests(root)
     stack = None
     try:
@@ -185,7 +190,12 @@ def run(rows: int, batch_rows: int, code: Path, settle: float) -> dict[str, Any]
         url = stack.endpoints.sink_url
         cpu0, started = _cpu_s(sink.pid), time.monotonic()
         rows0 = _stats(url)["rows_written"]
+        deadline = started + 600
         while (stats := _stats(url))["rows_written"] < sent:
+            if not sink.alive or time.monotonic() > deadline:
+                sys.exit(
+                    f"the sink wrote {stats['rows_written']:,} of {sent:,} rows: {sink.tail()}"
+                )
             time.sleep(0.1)
         drained_s, cpu = time.monotonic() - started, _cpu_s(sink.pid) - cpu0
         time.sleep(settle)
