@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import time
+import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -277,6 +278,13 @@ def run_stack(
     for w in running.workers:
         w.wait_healthy(90)
     return running
+
+
+def sink_stats(stack: Running) -> dict[str, Any]:
+    """The stack's sink's own counters (its ``/stats``)."""
+    assert stack.endpoints.sink_url is not None
+    with urllib.request.urlopen(stack.endpoints.sink_url + "/stats", timeout=5) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
 
 
 # -- traffic ----------------------------------------------------------------------------

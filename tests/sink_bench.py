@@ -17,15 +17,13 @@ docs/benchmarks.md quotes a run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -34,9 +32,10 @@ from typing import Any
 from confluent_kafka import Producer
 
 from schemas.codec import encode
+from streams.bench import cpu_seconds
 from streams.wiring import facts_topic
 
-from .harness import Running, services_for_tests, tenant_settings
+from .harness import Running, services_for_tests, sink_stats, tenant_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 #: what the workers put on the facts topic, all of which ``records`` makes
@@ -139,28 +138,6 @@ def records(rows: int) -> Iterator[tuple[str, dict[str, Any]]]:
             )
 
 
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _stats(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url + "/stats", timeout=5) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
-
-
-@contextmanager
-def _cwd(path: Path) -> Iterator[None]:
-    """Processes started inside run ``python -m streams.cli`` from ``path``'s code."""
-    before = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
 def run(rows: int, batch_rows: int, code: Path, settle: float) -> dict[str, Any]:
     """One drain on fresh services, under a temporary directory removed afterwards; see
     the module's docstring."""
@@ -184,22 +161,21 @@ def _drain(root: Path, rows: int, batch_rows: int, code: Path, settle: float) ->
                 producer.poll(0)
         assert producer.flush(60) == 0
         stack = Running(settings, root / "logs")
-        with _cwd(code):
+        with contextlib.chdir(code):  # the sink runs `python -m streams.cli` from there
             sink = stack.start_sink()
-        assert sink.pid is not None and stack.endpoints.sink_url is not None
-        url = stack.endpoints.sink_url
-        cpu0, started = _cpu_s(sink.pid), time.monotonic()
-        rows0 = _stats(url)["rows_written"]
+        assert sink.pid is not None
+        cpu0, started = cpu_seconds(sink.pid), time.monotonic()
+        rows0 = sink_stats(stack)["rows_written"]
         deadline = started + 600
-        while (stats := _stats(url))["rows_written"] < sent:
+        while (stats := sink_stats(stack))["rows_written"] < sent:
             if not sink.alive or time.monotonic() > deadline:
                 sys.exit(
                     f"the sink wrote {stats['rows_written']:,} of {sent:,} rows: {sink.tail()}"
                 )
             time.sleep(0.1)
-        drained_s, cpu = time.monotonic() - started, _cpu_s(sink.pid) - cpu0
+        drained_s, cpu = time.monotonic() - started, cpu_seconds(sink.pid) - cpu0
         time.sleep(settle)
-        settled = _cpu_s(sink.pid) - cpu0
+        settled = cpu_seconds(sink.pid) - cpu0
         measured = sent - rows0
         return {
             "rows": measured,

@@ -6,9 +6,7 @@ nothing else."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,6 +21,7 @@ from schemas.contract import contract
 from streams import reads
 from streams.wiring import dlq_topic, facts_topic
 
+from ..harness import sink_stats
 from ..unit.factories import store_scan
 from .conftest import Running
 
@@ -159,12 +158,6 @@ TABLE_OF = dict(
         strict=True,
     )
 )
-
-
-def sink_stats(stack: Running) -> dict[str, Any]:
-    assert stack.endpoints.sink_url
-    with urllib.request.urlopen(stack.endpoints.sink_url + "/stats", timeout=5) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
 
 
 def produce(stack: Running, values: list[bytes]) -> None:
