@@ -283,6 +283,17 @@ def worker_outcomes(stack: Running) -> dict[str, float]:
     return totals
 
 
+def wait_outcomes(stack: Running, outcome: str, count: int) -> dict[str, float]:
+    """worker_outcomes once ``outcome`` reaches ``count``. A worker writes Redis first and
+    counts the batch after it has published the facts, so the views can show an event a
+    moment before /metrics does."""
+    deadline = time.monotonic() + 60
+    while (totals := worker_outcomes(stack)).get(outcome, 0) < count:
+        assert time.monotonic() < deadline, totals
+        time.sleep(0.2)
+    return totals
+
+
 def points_of(stack: Running, records: list) -> int:
     now = datetime.now(UTC)
     return sum(plan_event(type_name_of(r), r, rules(stack.settings), now).points for r in records)
@@ -350,14 +361,11 @@ def test_rebuild_reproduces_the_views_and_workers_resume_without_double_counting
     # the worker resumes from its committed offsets: the late scans come again, no-ops
     stack.restart_worker(stack.workers[0])
     record_workers(stack)
-    deadline = time.monotonic() + 60
-    while worker_outcomes(stack).get("replay", 0) < 3:
-        assert time.monotonic() < deadline, worker_outcomes(stack)
-        time.sleep(0.3)
+    wait_outcomes(stack, "replay", 3)
     more = [scan(t, [people[i]["card"]], 50, "S001", "7.00") for i in range(4)]
     t.send(more)
     final = t.wait()
-    assert worker_outcomes(stack).get("new", 0) == 4
+    assert wait_outcomes(stack, "new", 4)["new"] == 4
     assert final["processed"] == after["stats"]["processed"] + 4
     assert final["points_total"] == after["stats"]["points_total"] + 4 * 7
     for i in range(4):
@@ -529,7 +537,7 @@ def test_rebuild_pause_workers_on_the_embedded_stack(
         final = t.wait()
         assert final["processed"] == before["stats"]["processed"] + 4
         assert final["points_total"] == before["stats"]["points_total"] + 4 * 7
-        assert worker_outcomes(embedded).get("new", 0) == 4
+        assert wait_outcomes(embedded, "new", 4)["new"] == 4
         for i in range(4):
             one_id = embedded.views.resolve(f"card:C{i:05d}")
             got = embedded.views.member(f"oneid:{one_id}")
