@@ -48,11 +48,26 @@ def hash_phone(e164: str, key: bytes) -> str:
     return hmac.new(key, e164.encode("ascii"), hashlib.sha256).hexdigest()[:32]
 
 
+#: A mainland mobile number as most sources send it, 11 digits with or without +86: its
+#: E.164 form is the number itself, known without the parser (which costs tens of
+#: microseconds). 179 is left to the parser: some of its numbers read as a carrier code
+#: and the rest. ASCII digits only: the parser reads others too, and writes them as
+#: ASCII. tests/unit/test_identity.py checks that the two agree.
+_CN_MOBILE = re.compile(r"(?:\+86)?(1(?:[3-68]\d|7[0-8]|9\d)\d{8})", re.ASCII)
+
+
 def normalise_phone(raw: str, region: str = "CN") -> str:
     """E.164 form of ``raw`` or ``InvalidTouchpoint`` (the number itself is never echoed).
     Placeholder numbers (one digit repeated, with or without a country code) are illegal
     values, not phones: hashing them would merge every customer who typed one."""
     digits = re.sub(r"[\s\-().]", "", raw)
+    if region == "CN" and (mobile := _CN_MOBILE.fullmatch(digits)):
+        return "+86" + mobile.group(1)
+    return parse_phone(digits, region)
+
+
+def parse_phone(digits: str, region: str = "CN") -> str:
+    """``normalise_phone`` of a number without separators, by the parser alone."""
     if _SAME_DIGIT.match(digits.lstrip("+")):
         raise InvalidTouchpoint("identifiers.phone", "illegal_value", "a run of one digit")
     try:
