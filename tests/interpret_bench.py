@@ -43,15 +43,19 @@ def messages(count: int, members: int, seed: int = 7) -> list[tuple[str, bytes |
 def one_pass(path: Path, now_ms: int) -> dict[str, Any]:
     """Interpret every message of the file once; time per message and a digest of what
     became of each."""
-    from schemas.topics import TOPIC_MAP, topic_for
+    from schemas.topics import input_topics
     from streams.pipeline import Inbound, TouchpointPipeline
     from streams.settings import Settings
     from streams.wiring import rules
 
     settings = Settings()
     wires = pickle.loads(path.read_bytes())
-    types = {topic_for(settings.topic_prefix, t): t for t in TOPIC_MAP}
-    pipeline = TouchpointPipeline(types, rules(settings), None, None)  # type: ignore[arg-type]
+    pipeline = TouchpointPipeline(
+        input_topics(settings.topic_prefix),
+        rules(settings),
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+    )
     inbound = [Inbound(t, 0, n, k, v) for n, (t, k, v) in enumerate(wires)]
     now = datetime.fromtimestamp(now_ms / 1000, UTC)
     seen: list[str] = []
