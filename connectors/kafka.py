@@ -70,18 +70,23 @@ class DeliveryError:
 
 class _DeliveringProducer:
     """A producer that waits when its local queue is full and reports every failed
-    delivery at the next flush, so nothing is lost silently."""
+    delivery at the next flush, so nothing is lost silently.
 
-    def __init__(self, config: Mapping[str, Any]):
-        self._producer = Producer(dict(config))
+    ``per_message_reports=False`` (the workers' and the sink's output): librdkafka reports
+    failed deliveries only (``delivery.report.only.error``) to one callback, so a
+    delivered message costs no Python call; callers cannot pass ``on_delivery`` then."""
+
+    def __init__(self, config: Mapping[str, Any], per_message_reports: bool = True):
+        config = dict(config)
+        if not per_message_reports:
+            config |= {"delivery.report.only.error": True, "on_delivery": self._on_delivery}
+        self._producer = Producer(config)
+        self._per_message = per_message_reports
         self._failed: list[DeliveryError] = []
-        self.delivered = 0
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._failed.append(DeliveryError(msg.topic() or "", msg.key(), str(err)))
-        else:
-            self.delivered += 1
 
     def produce(
         self,
@@ -91,21 +96,26 @@ class _DeliveringProducer:
         headers: list[tuple[str, bytes]] | None = None,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
-        def callback(err: KafkaError | None, msg: Message) -> None:
-            self._on_delivery(err, msg)
-            if on_delivery is not None:
-                on_delivery(err, msg)
+        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers}
+        if self._per_message:
 
+            def callback(err: KafkaError | None, msg: Message) -> None:
+                self._on_delivery(err, msg)
+                if on_delivery is not None:
+                    on_delivery(err, msg)
+
+            kwargs["on_delivery"] = callback
+        elif on_delivery is not None:
+            raise ValueError("this producer reports failed deliveries only")
         while True:
             try:
-                self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=callback
-                )
+                self._producer.produce(topic, **kwargs)
                 break
             except BufferError:
                 # local queue full: wait for deliveries to make room rather than fail
                 self._producer.poll(0.05)
-        self._producer.poll(0)
+        if self._per_message:
+            self._producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -251,7 +261,9 @@ class PipelineOutput:
         dlq_topic: str,
         config: Mapping[str, Any] | None = None,
     ):
-        self._out = _DeliveringProducer(producer_config(bootstrap, config))
+        self._out = _DeliveringProducer(
+            producer_config(bootstrap, config), per_message_reports=False
+        )
         self.facts_topic = facts_topic
         self.dlq_topic = dlq_topic
 
