@@ -11,6 +11,7 @@ Anything else, and any body that does not decode to exactly one record, is a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 import fastavro
 
+from schemas.avro_writer import Writer, compile_writer
 from schemas.contract import SchemaInfo, contract, expanded_source
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -45,14 +47,24 @@ class SchemaResolver(Protocol):
 def encode(type_name: str, record: Mapping[str, Any]) -> bytes:
     """Single-object encode ``record`` with the shipped schema of ``type_name``."""
     info = contract().schema(type_name)
-    out = io.BytesIO()
-    out.write(SINGLE_OBJECT_MAGIC)
-    out.write(info.fingerprint)
-    fastavro.schemaless_writer(out, info.parsed, record)
-    return out.getvalue()
+    return SINGLE_OBJECT_MAGIC + info.fingerprint + encode_body(info, record)
+
+
+#: generated writers by schema fingerprint (None: fastavro writes that schema)
+_WRITERS: dict[bytes, Writer | None] = {}
 
 
 def encode_body(info: SchemaInfo, record: Mapping[str, Any]) -> bytes:
+    """The Avro body of ``record``: by the schema's generated writer when it has one
+    (``schemas.avro_writer``), otherwise, or when that writer refuses the record, by
+    fastavro, which writes it or says what is wrong with it."""
+    try:
+        write = _WRITERS[info.fingerprint]
+    except KeyError:
+        write = _WRITERS[info.fingerprint] = compile_writer(info.parsed)
+    if write is not None:
+        with contextlib.suppress(Exception):  # fastavro below decides, with its message
+            return write(record)
     out = io.BytesIO()
     fastavro.schemaless_writer(out, info.parsed, record)
     return out.getvalue()
