@@ -121,20 +121,13 @@ def status(as_json: bool) -> None:
 
 def _scrape(port: int) -> dict[str, float]:
     """Events handled and messages behind (summed over partitions) of one worker."""
-    import urllib.request
+    from streams import metrics
 
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as response:
-        text = response.read().decode()
-    found = {"events": 0.0, "lag": 0.0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "omni_events_total":
-                found["events"] += sample.value
-            elif sample.name == "omni_consumer_lag":
-                found["lag"] += sample.value
-    return found
+    samples = metrics.scrape(port, timeout=3)
+    return {
+        "events": metrics.total(samples, "omni_events_total"),
+        "lag": metrics.total(samples, "omni_consumer_lag"),
+    }
 
 
 def _with_rates(state: dict[str, Any]) -> dict[str, Any]:

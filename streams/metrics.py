@@ -7,7 +7,11 @@ Names are documented in docs/operations.md; they never carry personal data in la
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 EVENTS = Counter(
     "omni_events", "Messages a worker handled, by type and outcome "
@@ -54,3 +58,30 @@ SINK_DEAD = Counter("omni_sink_dead_letters", "Facts-topic messages the sink cou
 def render() -> tuple[bytes, str]:
     """The exposition text and its content type."""
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def scrape(port: int, timeout: float = 5) -> list[Sample]:
+    """Every sample a local worker or sink serves at ``/metrics`` (``omni status``, tests)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
+        text = response.read().decode()
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def total(samples: Iterable[Sample], name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` whose labels include ``labels``."""
+    return sum(
+        s.value
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def by_label(samples: Iterable[Sample], name: str, label: str) -> dict[str, float]:
+    """The samples called ``name`` summed by the value of one label."""
+    sums: dict[str, float] = {}
+    for s in samples:
+        if s.name == name:
+            sums[s.labels[label]] = sums.get(s.labels[label], 0.0) + s.value
+    return sums

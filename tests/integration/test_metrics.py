@@ -4,37 +4,19 @@ move by exactly what went through."""
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Callable
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from connectors.kafka import TouchpointProducer
 from streams.demo import publish, wait_accounted
+from streams.metrics import scrape, total
 from streams.simulate import Simulation
 
 from .conftest import Running
 
 pytestmark = pytest.mark.integration
-
-
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def total(samples: dict, name: str, **labels: str) -> float:
-    return sum(
-        v
-        for (n, ls), v in samples.items()
-        if n == name and all(dict(ls).get(k) == want for k, want in labels.items())
-    )
 
 
 def test_metrics_move_with_traffic(run_stack: Callable[..., Running]) -> None:
@@ -52,7 +34,7 @@ def test_metrics_move_with_traffic(run_stack: Callable[..., Running]) -> None:
     # a worker counts a batch after it has written Redis and published the facts, and the
     # sink after its insert and commit: the stores can show the last batch a moment
     # before /metrics does
-    def sink_facts(samples: dict) -> float:
+    def sink_facts(samples: list[Sample]) -> float:
         return total(samples, "omni_sink_rows_total", table="touchpoint_facts") - total(
             before_s, "omni_sink_rows_total", table="touchpoint_facts"
         )
@@ -72,7 +54,7 @@ def test_metrics_move_with_traffic(run_stack: Callable[..., Running]) -> None:
     assert total(after_w, "omni_event_lag_seconds_count") == stats["facts"]
     assert total(after_w, "omni_redis_apply_seconds_count") >= 1
     assert total(after_w, "omni_batch_events_sum") == 800
-    lags = [v for (n, _), v in after_w.items() if n == "omni_consumer_lag"]
+    lags = [s.value for s in after_w if s.name == "omni_consumer_lag"]
     assert lags and all(v == 0 for v in lags)  # caught up on every partition it reads
     assert sink_facts(after_s) == stats["clickhouse_rows"] == stats["facts"]
     assert total(after_s, "omni_sink_insert_seconds_count") >= 1

@@ -27,6 +27,7 @@ from connectors.kafka import TouchpointProducer
 from connectors.redis_views import RedisViews
 from schemas.models import FulfilmentMode, OrderStatusKind, type_name_of
 from schemas.topics import topic_for
+from streams import metrics
 from streams import rebuild as rebuilding
 from streams.core.plan import plan_event
 from streams.demo import wait_views
@@ -266,21 +267,8 @@ def rebuild(stack: Running, *args: str) -> dict[str, Any]:
 
 def worker_outcomes(stack: Running) -> dict[str, float]:
     """omni_events_total by outcome, summed over the running workers."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    totals: dict[str, float] = {}
-    for worker in stack.workers:
-        url = f"http://127.0.0.1:{worker.port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "omni_events_total":
-                    outcome = sample.labels["outcome"]
-                    totals[outcome] = totals.get(outcome, 0) + sample.value
-    return totals
+    samples = [s for worker in stack.workers for s in metrics.scrape(worker.port)]
+    return metrics.by_label(samples, "omni_events_total", "outcome")
 
 
 def wait_outcomes(stack: Running, outcome: str, count: int) -> dict[str, float]:
