@@ -138,6 +138,8 @@ class FactSink:
         )
         self.tables: dict[str, TableBatch] = {}
         self.ranges: dict[tuple[str, int], list[int]] = {}
+        #: records of the batch whose header is wrong, sent together before its commit
+        self.letters: list[DeadLetter] = []
         self.opened_at: float | None = None
         self.assigned = False
         #: table -> the decimal precisions its Avro containers declare; None: the table's
@@ -162,8 +164,9 @@ class FactSink:
 
     # -- batching ---------------------------------------------------------------------
     def _add(self, msg: Message) -> None:
-        """Take one record into the batch: its header is checked here, its body when
-        ClickHouse reads it (or ``_decode``, if it must)."""
+        """Take one record into the batch: its header is checked here (a wrong one makes a
+        dead letter, sent at the batch's flush), its body when ClickHouse reads it (or
+        ``_decode``, if it must)."""
         tp = (msg.topic(), msg.partition())
         span = self.ranges.setdefault(tp, [msg.offset(), msg.offset()])
         span[1] = msg.offset()
@@ -173,7 +176,7 @@ class FactSink:
             if info.type_name not in TABLES:
                 raise DecodeError("wrong_topic", f"{info.type_name} record on the facts topic")
         except DecodeError as exc:
-            self._dead_letters([_letter(msg, exc)])
+            self.letters.append(_letter(msg, exc))
             return
         table = self.tables.setdefault(info.type_name, TableBatch())
         table.messages.append(msg)
@@ -222,6 +225,9 @@ class FactSink:
         the same token, which ClickHouse ignores."""
         if not self.ranges:
             return
+        if self.letters:  # delivered before the commit that passes them
+            self._dead_letters(self.letters)
+            self.letters = []
         span = ";".join(f"{t}/{p}:{lo}-{hi}" for (t, p), (lo, hi) in sorted(self.ranges.items()))
         delay = 0.2
         paused: list[TopicPartition] = []
