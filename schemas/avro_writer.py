@@ -45,7 +45,8 @@ _SMALL_VARINTS = tuple(_varint(n) for n in range(-_SMALL, _SMALL))
 
 
 def long_bytes(n: int) -> bytes:
-    """An int or long, zig-zag varint encoded (a TypeError for anything but an int)."""
+    """An Avro int or long: zig-zag, then 7 bits a byte, low bits first (a TypeError for
+    anything but an int)."""
     if -_SMALL <= n < _SMALL:
         return _SMALL_VARINTS[n + _SMALL]
     return _varint(n)

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import fastavro
 
-from schemas.avro_writer import Writer, compile_writer
+from schemas.avro_writer import Writer, compile_writer, long_bytes
 from schemas.contract import SchemaInfo, contract, expanded_source
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
@@ -107,19 +107,8 @@ def writer_schema(
     raise DecodeError("bad_magic", f"first byte 0x{payload[0]:02x} is neither C3 01 nor 00")
 
 
-def _long(n: int) -> bytes:
-    """An Avro ``long``: zig-zag, then 7 bits a byte, low bits first."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _avro_bytes(data: bytes) -> bytes:
-    return _long(len(data)) + data
+    return long_bytes(len(data)) + data
 
 
 #: any 16 bytes do; fixed so that the same records always make the same container
@@ -136,7 +125,7 @@ def avro_container(
     the precision of decimal fields: ClickHouse takes an Avro decimal only into a column
     of the same precision, and a decimal's bytes do not depend on it (only on its scale)."""
     header = _container_header(type_name, tuple(sorted((precision or {}).items())))
-    one = _long(1)
+    one = long_bytes(1)
     return header + b"".join(one + _avro_bytes(body) + _SYNC for body in bodies)
 
 
@@ -151,12 +140,12 @@ def _container_header(type_name: str, precision: tuple[tuple[str, int], ...]) ->
     schema = json.dumps(source, separators=(",", ":")).encode()
     return (
         b"Obj\x01"
-        + _long(2)
+        + long_bytes(2)
         + _avro_bytes(b"avro.schema")
         + _avro_bytes(schema)
         + _avro_bytes(b"avro.codec")
         + _avro_bytes(b"null")
-        + _long(0)
+        + long_bytes(0)
         + _SYNC
     )
 
