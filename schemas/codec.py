@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import fastavro
 
+from schemas.avro_reader import Reader, compile_reader
 from schemas.avro_writer import Writer, compile_writer, long_bytes
 from schemas.contract import SchemaInfo, contract, expanded_source
 
@@ -50,8 +51,17 @@ def encode(type_name: str, record: Mapping[str, Any]) -> bytes:
     return SINGLE_OBJECT_MAGIC + info.fingerprint + encode_body(info, record)
 
 
-#: generated writers by schema fingerprint (None: fastavro writes that schema)
+#: generated writers and readers by schema fingerprint (None: fastavro's schema)
 _WRITERS: dict[bytes, Writer | None] = {}
+_READERS: dict[bytes, Reader | None] = {}
+
+
+def _reader(info: SchemaInfo) -> Reader | None:
+    try:
+        return _READERS[info.fingerprint]
+    except KeyError:
+        read = _READERS[info.fingerprint] = compile_reader(info.parsed)
+        return read
 
 
 def encode_body(info: SchemaInfo, record: Mapping[str, Any]) -> bytes:
@@ -158,10 +168,17 @@ def _read_body(
     reader = reader or contract().by_type.get(info.type_name)
     if reader is None:
         raise DecodeError("unknown_type", f"no current schema for type {info.type_name!r}")
+    if reader is info:  # the same schema on both sides (the usual case): no resolution
+        read = _reader(info)
+        if read is not None:
+            # anything it does not read to the end is fastavro's to read, or to refuse
+            with contextlib.suppress(Exception):
+                record, end = read(payload, offset)
+                if end == len(payload):
+                    return record
     body = io.BytesIO(payload)
     body.seek(offset)
     try:
-        # the same schema on both sides (the usual case) needs no resolution
         record = fastavro.schemaless_reader(
             body, info.parsed, None if reader is info else reader.parsed
         )
