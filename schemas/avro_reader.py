@@ -8,8 +8,9 @@ It reads what the touchpoint schemas use: records, unions, arrays, enums, null, 
 int, long, double, string, timestamp-millis and decimal in bytes; ``compile_reader``
 returns None for a schema with anything else. It is strict where fastavro may be
 lenient: it raises on a boolean byte other than 0 and 1, a varint longer than ten bytes
-or over 64 bits, a negative length or count, an array in sized blocks, an out-of-range
-union branch or enum symbol, and a body running past the end. ``schemas.codec`` then
+or over 64 bits, a negative length or count, an array in sized blocks, an array count
+larger than the bytes left, an out-of-range union branch or enum symbol, and a body
+running past the end. ``schemas.codec`` then
 reads that message with fastavro, which decides: a record, or the error and its reason.
 A record from here is exactly fastavro's: ``tests/unit/test_avro_reader.py`` compares
 them on valid messages and on mutated ones.
@@ -152,6 +153,8 @@ class _Source:
         self.long(depth, count)
         self.line(depth, f"while {count}:")
         self.line(depth + 1, f"if {count} < 0: raise ValueError('array in sized blocks')")
+        # every item of the shipped schemas takes a byte at least: a larger count is garbage
+        self.line(depth + 1, f"if {count} > end - p: raise EOFError")
         self.line(depth + 1, f"for _ in range({count}):")
         item = self.read(schema["items"], depth + 2)
         if item is None:

@@ -157,6 +157,9 @@ def test_what_the_reader_refuses_is_left_to_fastavro() -> None:
     # a string running past the end
     with pytest.raises(EOFError):
         reader(b"\x01\x02\x08ab", 0)
+    # more items than bytes left (garbage: a count of 2**40 is not looped over)
+    with pytest.raises(EOFError):
+        reader(b"\x01" + long_bytes(2**40) + b"\x02a\x00", 0)
 
 
 def test_varints_past_64_bits_are_refused() -> None:
