@@ -15,7 +15,7 @@ import contextlib
 import functools
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import fastavro
@@ -56,22 +56,20 @@ _WRITERS: dict[bytes, Writer | None] = {}
 _READERS: dict[bytes, Reader | None] = {}
 
 
-def _reader(info: SchemaInfo) -> Reader | None:
+def _generated(cache: dict[bytes, Any], build: Callable[[Any], Any], info: SchemaInfo) -> Any:
+    """The schema's generated writer or reader, built on first use."""
     try:
-        return _READERS[info.fingerprint]
+        return cache[info.fingerprint]
     except KeyError:
-        read = _READERS[info.fingerprint] = compile_reader(info.parsed)
-        return read
+        made = cache[info.fingerprint] = build(info.parsed)
+        return made
 
 
 def encode_body(info: SchemaInfo, record: Mapping[str, Any]) -> bytes:
     """The Avro body of ``record``: by the schema's generated writer when it has one
     (``schemas.avro_writer``), otherwise, or when that writer refuses the record, by
     fastavro, which writes it or says what is wrong with it."""
-    try:
-        write = _WRITERS[info.fingerprint]
-    except KeyError:
-        write = _WRITERS[info.fingerprint] = compile_writer(info.parsed)
+    write: Writer | None = _generated(_WRITERS, compile_writer, info)
     if write is not None:
         with contextlib.suppress(Exception):  # fastavro below decides, with its message
             return write(record)
@@ -169,7 +167,7 @@ def _read_body(
     if reader is None:
         raise DecodeError("unknown_type", f"no current schema for type {info.type_name!r}")
     if reader is info:  # the same schema on both sides (the usual case): no resolution
-        read = _reader(info)
+        read: Reader | None = _generated(_READERS, compile_reader, info)
         if read is not None:
             # anything it does not read to the end is fastavro's to read, or to refuse
             with contextlib.suppress(Exception):
