@@ -61,6 +61,20 @@ local function last_offset(tp)
   return v
 end
 
+-- OneIDs O<n> are numbered by seq:oneid, read once a batch and written back at its end
+local SEQ, SEQ_READ = nil, nil
+local function next_oneid()
+  if SEQ == nil then
+    SEQ = tonumber(redis.call('GET', P .. 'seq:oneid') or '0')
+    SEQ_READ = SEQ
+  end
+  SEQ = SEQ + 1
+  return 'O' .. SEQ
+end
+local function write_seq()
+  if SEQ ~= SEQ_READ then redis.call('SET', P .. 'seq:oneid', SEQ) end
+end
+
 local function seq_of(oid) return tonumber(string.sub(oid, 2)) end
 local function older(x, y) if seq_of(x) < seq_of(y) then return x, y end return y, x end
 local function kind_of(k) return string.match(k, '^([^:]+)') end
@@ -81,8 +95,10 @@ local function num(v) return tonumber(v) or 0 end
 -- (event, rule). The full ledger goes to ClickHouse; Redis keeps the newest RECENT.
 local RECENT = 5
 local function ledger(oid, event_id, rule, delta)
-  redis.call('LPUSH', P .. 'l:' .. oid, event_id .. ' ' .. rule .. ' ' .. delta)
-  redis.call('LTRIM', P .. 'l:' .. oid, 0, RECENT - 1)
+  -- trimmed only once it holds more than RECENT (most members have fewer)
+  if redis.call('LPUSH', P .. 'l:' .. oid, event_id .. ' ' .. rule .. ' ' .. delta) > RECENT then
+    redis.call('LTRIM', P .. 'l:' .. oid, 0, RECENT - 1)
+  end
 end
 
 local function keys_of(oid) return redis.call('SMEMBERS', P .. 'mi:' .. oid) end
@@ -161,12 +177,18 @@ end
 -- Resolve the event's identity keys (highest priority first) to one OneID, creating or
 -- merging as the rules allow. Returns the OneID, 1 if it was created, and the identity
 -- log of the event (merges, refusals, identifiers left unlinked).
+-- An `i:` key always names a live member: a merge points every identifier of the
+-- absorbed member at the survivor, and an erasure deletes the links of the member it
+-- erases. So the identifiers are read in one MGET and need no resolving.
+-- A member created here is written by apply_event's one write of its profile.
 local function stitch(it)
   local owner, list, log = {}, {}, {}
-  for _, k in ipairs(it.k) do
-    local o = redis.call('GET', P .. 'i:' .. k)
+  local names = {}
+  for j, k in ipairs(it.k) do names[j] = P .. 'i:' .. k end
+  local owners = redis.call('MGET', unpack(names))
+  for j, k in ipairs(it.k) do
+    local o = owners[j]
     if o then
-      o = resolve(o)
       owner[k] = o
       local known = false
       for _, x in ipairs(list) do if x == o then known = true end end
@@ -175,8 +197,7 @@ local function stitch(it)
   end
   local oid, created = nil, 0
   if #list == 0 then
-    oid = 'O' .. redis.call('INCR', P .. 'seq:oneid')
-    redis.call('HSET', P .. 'm:' .. oid, 'first', it.t, 'last', it.t, 'pts', 0, 'ch', 0, 'n', 0)
+    oid = next_oneid()
     stat('members', 1)
     created = 1
   else
@@ -204,6 +225,8 @@ local function stitch(it)
     end
   end
   local counts = nil
+  if created == 1 then counts = {} end
+  local linked = {}
   for _, k in ipairs(it.k) do
     if owner[k] == nil then
       local kd = kind_of(k)
@@ -215,11 +238,16 @@ local function stitch(it)
         log[#log + 1] = entry
         flag_review(it, entry)
       else
-        redis.call('SET', P .. 'i:' .. k, oid)
-        redis.call('SADD', P .. 'mi:' .. oid, k)
+        linked[#linked + 1] = k
         counts[kd] = (counts[kd] or 0) + 1
       end
     end
+  end
+  if #linked > 0 then
+    local links = {}
+    for _, k in ipairs(linked) do links[#links + 1] = P .. 'i:' .. k; links[#links + 1] = oid end
+    redis.call('MSET', unpack(links))
+    redis.call('SADD', P .. 'mi:' .. oid, unpack(linked))
   end
   -- (the member's first/last touch, channels and event count: apply_event's one write)
   return oid, created, log
@@ -232,10 +260,12 @@ local function stock_key(sku, loc) return SKEY .. sku .. '@' .. loc end
 -- and the key's own version (ClickHouse keeps the highest version as the key's state).
 -- The movements of the event being applied collect in MOVES and ride in its log.
 local MOVES = {}
-local function move(key, kind, d_on, d_res, ref)
+local function stock_of(key) return redis.call('HMGET', key, 'on_hand', 'reserved', 'v') end
+-- h: what stock_of(key) gave, when the caller has read it already
+local function move(key, kind, d_on, d_res, ref, h)
   if d_on == 0 and d_res == 0 then return end
   -- one read and one write; a field is written only when it changes
-  local h = redis.call('HMGET', key, 'on_hand', 'reserved', 'v')
+  h = h or stock_of(key)
   local on, res, v = num(h[1]) + d_on, num(h[2]) + d_res, num(h[3]) + 1
   local set = {'v', v}
   if d_on ~= 0 then set[#set + 1] = 'on_hand'; set[#set + 1] = on end
@@ -248,9 +278,9 @@ end
 
 -- on hand never goes below zero; a sale of stock the views do not know of is counted
 local function take(key, q, kind)
-  local on_hand = num(redis.call('HGET', key, 'on_hand'))
-  local taken = math.min(on_hand, q)
-  if taken > 0 then move(key, kind, -taken, 0) end
+  local h = stock_of(key)
+  local taken = math.min(num(h[1]), q)
+  if taken > 0 then move(key, kind, -taken, 0, nil, h) end
   if taken < q then stat('stock_discrepancies', 1) end
 end
 
@@ -265,7 +295,8 @@ local function apply_stock(it)
     elseif kind == 'receive' then
       move(key, 'receive', q, 0)
     elseif kind == 'count' then
-      move(key, 'count', q - num(redis.call('HGET', key, 'on_hand')), 0)
+      local h = stock_of(key)
+      move(key, 'count', q - num(h[1]), 0, nil, h)
     elseif kind == 'transfer' then
       take(stock_key(sku, op[5]), q, 'transfer_out')
       move(key, 'transfer_in', q, 0)
@@ -452,22 +483,41 @@ local function count_minute(it, awarded)
   TOUCHED[it.a] = true
 end
 
+local BUCKET_FIELDS = {'events', 'gmv', 'orders', 'claims', 'refunds'}
+-- one read and one write a bucket; what it holds afterwards is its snapshot
+local SNAPSHOT = {}
 local function write_minutes()
   for b, c in pairs(COUNTS) do
     local a = P .. 'a:' .. b
-    for field, n in pairs(c) do redis.call('HINCRBY', a, field, n) end
+    local h = redis.call('HMGET', a, unpack(BUCKET_FIELDS))
+    local row, set = {b}, {}
+    for j, field in ipairs(BUCKET_FIELDS) do
+      local n = c[field]
+      row[j + 1] = num(h[j]) + (n or 0)
+      if n then set[#set + 1] = field; set[#set + 1] = row[j + 1] end
+    end
+    redis.call('HSET', a, unpack(set))
     if AGG_TTL > 0 then redis.call('EXPIRE', a, AGG_TTL) end
+    SNAPSHOT[b] = row
   end
 end
 
 local function minute_snapshots()
   local rows = {}
   for b, _ in pairs(TOUCHED) do
-    local h = redis.call('HMGET', P .. 'a:' .. b, 'events', 'gmv', 'orders', 'claims', 'refunds')
-    if h[1] then rows[#rows + 1] = {b, num(h[1]), num(h[2]), num(h[3]), num(h[4]), num(h[5])} end
+    local row = SNAPSHOT[b]
+    if row == nil then
+      local h = redis.call('HMGET', P .. 'a:' .. b, unpack(BUCKET_FIELDS))
+      if h[1] then row = {b, num(h[1]), num(h[2]), num(h[3]), num(h[4]), num(h[5])} end
+    end
+    if row then rows[#rows + 1] = row end
   end
   return rows
 end
+
+-- What apply_event reads of a member stitch has just created (its HMGET fields; a
+-- missing field is nil, as HMGET gives it)
+local NEW_MEMBER = {}
 
 local function apply_event(it)
   -- optional fields of an item (connectors/redis_views.py event_item writes them all)
@@ -485,8 +535,13 @@ local function apply_event(it)
     -- The member's profile: one read and one write of its hash, whatever the event does
     -- to it; a field is written under the same conditions as it changes.
     local m = P .. 'm:' .. oid
-    local h = redis.call('HMGET', m, 'first', 'last', 'ch', 'n', 'act', 'pts', 'lt', 'lts',
-      'earned', 'f', 'mon', 'rec')
+    local h = NEW_MEMBER
+    if created == 0 then
+      h = redis.call('HMGET', m, 'first', 'last', 'ch', 'n', 'act', 'pts', 'lt', 'lts',
+        'earned', 'f', 'mon', 'rec')
+    else
+      h[1], h[2] = it.t, it.t
+    end
     local act, pts, lts, earned = num(h[5]), num(h[6]), num(h[8]), num(h[9])
     local set = {
       'first', math.min(num(h[1]), it.t),
@@ -541,7 +596,7 @@ local function apply_event(it)
       stat('points_total', it.p)
       ledger(oid, it.id, 'earn:' .. it.y, it.p)
     end
-    if pts_changed then put('pts', pts) end
+    if pts_changed or created == 1 then put('pts', pts) end
     -- RFM: a purchase counts for frequency, monetary (cents) and recency
     if it.b == 1 then
       put('f', num(h[10]) + 1)
@@ -617,6 +672,7 @@ for i, it in ipairs(batch) do
 end
 for tp, o in pairs(advanced) do redis.call('HSET', OFFSETS, tp, o) end
 if #carried > 0 then redis.call('RPUSH', P .. 'xm', cjson.encode(carried)) end
+write_seq()
 write_stats()
 write_minutes()
 results[#batch + 1] = {'aggregates', cjson.encode(minute_snapshots())}
