@@ -322,21 +322,31 @@ class TouchpointPipeline:
     ) -> None:
         metrics.BATCH_SIZE.observe(len(batch))
         metrics.BATCH_SECONDS.observe(seconds)
-        for letter in dead:
-            metrics.DEAD_LETTERS.labels(letter.reason).inc()
+        # counted here first, then added to each labelled counter once a batch
+        events: Counter[tuple[str, str]] = Counter()
+        identity: Counter[str] = Counter()
+        refusals: Counter[str] = Counter()
         for msg, plan, outcome in zip(batch, plans, outcomes, strict=True):
             kind = plan.touchpoint_type if plan else self.input_types.get(msg.topic, "unknown")
-            metrics.EVENTS.labels(kind, outcome.status).inc()
+            events[kind, outcome.status] += 1
             if plan is None or outcome.status != "new":
                 continue
             metrics.EVENT_LAG.observe(max(0.0, (now - plan.event_time).total_seconds()))
             for change in outcome.identity_log:
                 if change.action in IDENTITY_ACTIONS:
-                    metrics.IDENTITY.labels(change.action).inc()
+                    identity[change.action] += 1
             if outcome.claim_refused:
-                metrics.REFUSALS.labels("claim_past_budget").inc()
+                refusals["claim_past_budget"] += 1
             if outcome.backordered:
-                metrics.REFUSALS.labels("backordered").inc()
+                refusals["backordered"] += 1
+        for (kind, status), n in events.items():
+            metrics.EVENTS.labels(kind, status).inc(n)
+        for action, n in identity.items():
+            metrics.IDENTITY.labels(action).inc(n)
+        for reason, n in refusals.items():
+            metrics.REFUSALS.labels(reason).inc(n)
+        for reason, n in Counter(letter.reason for letter in dead).items():
+            metrics.DEAD_LETTERS.labels(reason).inc(n)
 
     def process_until_done(
         self, batch: Sequence[Inbound], stopping: threading.Event | None = None
