@@ -484,20 +484,25 @@ local function count_minute(it, awarded)
 end
 
 local BUCKET_FIELDS = {'events', 'gmv', 'orders', 'claims', 'refunds'}
+local function read_bucket(b) return redis.call('HMGET', P .. 'a:' .. b, unpack(BUCKET_FIELDS)) end
+-- a bucket's snapshot {bucket, events, gmv, orders, claims, refunds}: what HMGET gave (h),
+-- plus the batch's counts (c)
+local function bucket_row(b, h, c)
+  local row = {b}
+  for j, field in ipairs(BUCKET_FIELDS) do row[j + 1] = num(h[j]) + (c[field] or 0) end
+  return row
+end
+
 -- one read and one write a bucket; what it holds afterwards is its snapshot
 local SNAPSHOT = {}
 local function write_minutes()
   for b, c in pairs(COUNTS) do
-    local a = P .. 'a:' .. b
-    local h = redis.call('HMGET', a, unpack(BUCKET_FIELDS))
-    local row, set = {b}, {}
+    local row, set = bucket_row(b, read_bucket(b), c), {}
     for j, field in ipairs(BUCKET_FIELDS) do
-      local n = c[field]
-      row[j + 1] = num(h[j]) + (n or 0)
-      if n then set[#set + 1] = field; set[#set + 1] = row[j + 1] end
+      if c[field] then set[#set + 1] = field; set[#set + 1] = row[j + 1] end
     end
-    redis.call('HSET', a, unpack(set))
-    if AGG_TTL > 0 then redis.call('EXPIRE', a, AGG_TTL) end
+    redis.call('HSET', P .. 'a:' .. b, unpack(set))
+    if AGG_TTL > 0 then redis.call('EXPIRE', P .. 'a:' .. b, AGG_TTL) end
     SNAPSHOT[b] = row
   end
 end
@@ -507,17 +512,13 @@ local function minute_snapshots()
   for b, _ in pairs(TOUCHED) do
     local row = SNAPSHOT[b]
     if row == nil then
-      local h = redis.call('HMGET', P .. 'a:' .. b, unpack(BUCKET_FIELDS))
-      if h[1] then row = {b, num(h[1]), num(h[2]), num(h[3]), num(h[4]), num(h[5])} end
+      local h = read_bucket(b)
+      if h[1] then row = bucket_row(b, h, {}) end
     end
     if row then rows[#rows + 1] = row end
   end
   return rows
 end
-
--- What apply_event reads of a member stitch has just created (its HMGET fields; a
--- missing field is nil, as HMGET gives it)
-local NEW_MEMBER = {}
 
 local function apply_event(it)
   -- optional fields of an item (connectors/redis_views.py event_item writes them all)
@@ -535,12 +536,12 @@ local function apply_event(it)
     -- The member's profile: one read and one write of its hash, whatever the event does
     -- to it; a field is written under the same conditions as it changes.
     local m = P .. 'm:' .. oid
-    local h = NEW_MEMBER
+    -- (a member stitch has just created has only its first and last touch: the rest of
+    -- what HMGET would give is nil)
+    local h = {it.t, it.t}
     if created == 0 then
       h = redis.call('HMGET', m, 'first', 'last', 'ch', 'n', 'act', 'pts', 'lt', 'lts',
         'earned', 'f', 'mon', 'rec')
-    else
-      h[1], h[2] = it.t, it.t
     end
     local act, pts, lts, earned = num(h[5]), num(h[6]), num(h[8]), num(h[9])
     local set = {
