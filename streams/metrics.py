@@ -7,7 +7,8 @@ Names are documented in docs/operations.md; they never carry personal data in la
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -53,6 +54,13 @@ SINK_BATCH_ROWS = Histogram(
 SINK_INSERT_SECONDS = Histogram("omni_sink_insert_seconds", "One insert into one table")
 SINK_RETRIES = Counter("omni_sink_insert_retries", "Inserts retried while ClickHouse failed")
 SINK_DEAD = Counter("omni_sink_dead_letters", "Facts-topic messages the sink could not read")
+
+
+def add(counter: Counter, counts: Mapping[Any, int]) -> None:
+    """Add counts taken per batch to a labelled counter, one ``inc`` per label value
+    (a tuple for a counter with several labels), instead of one lock per event."""
+    for labels, n in counts.items():
+        counter.labels(*(labels if isinstance(labels, tuple) else (labels,))).inc(n)
 
 
 def render() -> tuple[bytes, str]:

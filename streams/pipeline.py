@@ -339,14 +339,10 @@ class TouchpointPipeline:
                 refusals["claim_past_budget"] += 1
             if outcome.backordered:
                 refusals["backordered"] += 1
-        for (kind, status), n in events.items():
-            metrics.EVENTS.labels(kind, status).inc(n)
-        for action, n in identity.items():
-            metrics.IDENTITY.labels(action).inc(n)
-        for reason, n in refusals.items():
-            metrics.REFUSALS.labels(reason).inc(n)
-        for reason, n in Counter(letter.reason for letter in dead).items():
-            metrics.DEAD_LETTERS.labels(reason).inc(n)
+        metrics.add(metrics.EVENTS, events)
+        metrics.add(metrics.IDENTITY, identity)
+        metrics.add(metrics.REFUSALS, refusals)
+        metrics.add(metrics.DEAD_LETTERS, Counter(letter.reason for letter in dead))
 
     def process_until_done(
         self, batch: Sequence[Inbound], stopping: threading.Event | None = None
