@@ -21,7 +21,7 @@ from schemas.topics import input_topics
 from streams import faust_fastpath, metrics
 from streams.core.guard import InvalidShareExceeded
 from streams.endpoints import Endpoints
-from streams.faust_kafka import OmniApp
+from streams.faust_kafka import OmniApp, RawSchema
 from streams.settings import Settings
 from streams.wiring import faust_credentials
 from streams.wiring import pipeline as build_pipeline
@@ -78,9 +78,7 @@ def input_app(
         **faust_fastpath.app_options(settings.faust_fast_drain),
         **options,
     )
-    source = app.topic(
-        *input_topics(settings.topic_prefix), key_serializer="raw", value_serializer="raw"
-    )
+    source = app.topic(*input_topics(settings.topic_prefix), schema=RawSchema())
     return app, source
 
 

@@ -17,13 +17,23 @@ consumer faust has just built, before it is started (aiokafka hands the value to
 fetcher on start). Everything else is faust's own code. ``tests/unit/test_faust_kafka.py``
 checks the consumer faust builds carries the value, so a faust or aiokafka release that
 renames it fails there.
+
+Also here: :class:`RawSchema`, the input topics' schema. The pipeline decodes keys and
+values itself (``schemas/codec.py``), so faust's own decoding has nothing to do but it
+still ran per message: the serializer registry, the ``raw`` codec, a payload check and two
+lookups in faust's settings object, about 15 % of a bare agent's event loop
+(docs/benchmarks.md, "What changed", item 14). And :class:`ProducerBuffer`: the
+conductor asks faust's producer buffer for its size before it hands on each message, and
+faust's ``size`` looked a setting up in the settings object on every call (another 5 %).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from faust.transport import producer as faust_producer
 from faust.transport.drivers import aiokafka as driver
 
 #: faust-streaming's own value, for reference
@@ -42,8 +52,35 @@ class Consumer(driver.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
+class ProducerBuffer(faust_producer.ProducerBuffer):
+    """faust's buffer of messages its producer has yet to send (a table's changelog; the
+    workers write none), whose ``size`` looks ``producer_threaded`` up once instead of on
+    every call: faust's conductor calls it for every message it hands on
+    (``ProducerBuffer.wait_until_ebb``), and faust's settings object makes each lookup
+    costly. The setting cannot change while the app runs."""
+
+    _threaded: bool | None = None
+
+    @property
+    def size(self) -> int:
+        threaded = self._threaded
+        if threaded is None:
+            threaded = self._threaded = bool(self.app.conf.producer_threaded)  # type: ignore[union-attr]
+        if threaded:
+            return len(self.queue._queue) if self.queue else 0  # type: ignore[attr-defined]
+        return len(self.pending._queue)  # type: ignore[attr-defined]
+
+
+class Producer(driver.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # the buffer faust made, given the one property above (it holds no other state)
+        self.buffer.__class__ = ProducerBuffer
+
+
 class Transport(driver.Transport):
     Consumer = Consumer
+    Producer = Producer
 
 
 class OmniApp(faust.App):
@@ -58,3 +95,27 @@ class OmniApp(faust.App):
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
+
+
+class RawSchema(faust.Schema):
+    """A topic schema whose events carry the message's key and value as the bytes Kafka
+    delivered, as faust's ``raw`` serializers would leave them, without running them.
+
+    ``compile`` is the hook faust's topics call once for the function that turns each
+    message into an event (``faust.Schema.compile``); the event class is looked up once
+    there instead of per message. Nothing can fail to decode, so the error callbacks are
+    never called."""
+
+    def __init__(self) -> None:
+        super().__init__(key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw")  # fmt: skip
+
+    def compile(
+        self, app: Any, *, default_propagate: bool = False, **_: Any
+    ) -> Callable[..., Awaitable[Any]]:
+        event = app.conf.Event
+
+        async def decode(message: Any, *, propagate: bool = default_propagate) -> Any:
+            return event(app, message.key, message.value, message.headers, message)
+
+        return decode
