@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis
@@ -22,8 +22,7 @@ _TRANSIENT = (
 )
 
 
-@dataclass(frozen=True)
-class IdentityChange:
+class IdentityChange(NamedTuple):
     """One entry of an event's identity log (what ``apply_batch.lua`` decided):
 
     * ``merge``: ``other`` was absorbed into ``one_id``; ``kept`` were the survivor's
@@ -61,8 +60,7 @@ def _change(entry: dict[str, Any]) -> IdentityChange:
 IDENTITY_ACTIONS = frozenset({"merge", "refused", "not_linked"})
 
 
-@dataclass(frozen=True)
-class StockMove:
+class StockMove(NamedTuple):
     """One change of a stock key (``apply_batch.lua`` ``move``): by how much on hand and
     reserved moved, what they hold after, and the key's version after the change.
     ``ref``: what caused it when no event did (``hold:<order>`` for a lapsed pick-up hold)."""
@@ -85,8 +83,7 @@ def _move(e: dict[str, Any]) -> StockMove:
     )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class MinuteBucket:
+class MinuteBucket(NamedTuple):
     """The absolute counts of one minute x channel x touchpoint type x store, as Redis holds
     them after a batch; ``events`` only grows, so it versions the row."""
 
@@ -119,8 +116,7 @@ class Applied:
     minutes: list[MinuteBucket]
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     #: new | duplicate | replay | replay_expired | dead | replay_dead (see apply_batch.lua);
     #: replay_expired: redelivered after its dedupe record expired, nothing known to re-emit
     status: str

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -47,8 +48,7 @@ from streams.core.rules import Rules
 log = logging.getLogger("omni.pipeline")
 
 
-@dataclass(frozen=True)
-class Inbound:
+class Inbound(NamedTuple):
     topic: str
     partition: int
     offset: int

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import phonenumbers
 
@@ -36,8 +36,7 @@ _PREFIX = {
 _SAME_DIGIT = re.compile(r"^(\d)\1+$")
 
 
-@dataclass(frozen=True)
-class IdentityKey:
+class IdentityKey(NamedTuple):
     key: str
     kind: IdentifierKind
     #: True for devices whose role says several people use them: never a link between people.

@@ -3,9 +3,9 @@ decided without touching any store. The Redis adapter executes plans atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from schemas.models import (
     AppOrder,
@@ -30,8 +30,7 @@ CHANNELS: tuple[str, ...] = ("store", "livestream", "wechat", "app", "mini_progr
 OFFLINE_CHANNELS = frozenset({"store"})
 
 
-@dataclass(frozen=True)
-class StockOp:
+class StockOp(NamedTuple):
     """``sale``: on hand down; ``receive``: on hand up; ``count``: on hand set;
     ``transfer``: from one location to another; ``reserve``: hold for an order."""
 
@@ -42,8 +41,7 @@ class StockOp:
     from_location: str = ""
 
 
-@dataclass(frozen=True)
-class EventPlan:
+class EventPlan(NamedTuple):
     event_id: str
     touchpoint_type: str
     event_time: datetime
