@@ -15,12 +15,23 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import faust
 
 from streams import faust_fastpath, gc_tuning
 from streams.app import input_app
 from streams.settings import Settings
+
+
+def read_status(path: Path) -> dict[str, Any]:
+    """What an agent last wrote to its status file (``report`` below), or ``{}`` before its
+    first write."""
+    try:
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
 
 
 def create_bare_app(settings: Settings, bootstrap: str, group: str, status: Path) -> faust.App:

@@ -795,6 +795,7 @@ def _bare_faust_baseline(
     """Bare faust agents over the run's topics. ``fast_drain``: ``OMNI_FAUST_FAST_DRAIN``
     for them (None: the stack's setting). The result names the drain loop that ran."""
     from connectors.embedded import ManagedProcess
+    from streams.bare_agent import read_status
 
     settings = stack.settings
     drain_env = {} if fast_drain is None else {"OMNI_FAUST_FAST_DRAIN": str(fast_drain).lower()}
@@ -809,8 +810,8 @@ def _bare_faust_baseline(
     def received() -> int:
         n = 0
         for path in statuses:
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                status = json.loads(path.read_text())
+            status = read_status(path)
+            if "events" in status:
                 n += int(status["events"])
                 modes.add(str(status.get("faust_drain", "stock")))
         return n

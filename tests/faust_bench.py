@@ -55,6 +55,7 @@ def fill(bootstrap: str, topics: list[str], messages: int) -> None:
 
 def one_pass(code: Path, env: dict[str, str], home: Path, messages: int) -> dict[str, float]:
     """One bare agent of ``code`` reading every message, in a group of its own."""
+    from streams.bare_agent import read_status
     from streams.bench import cpu_seconds
 
     status = home / f"status-{uuid.uuid4().hex[:8]}.json"
@@ -73,10 +74,7 @@ def one_pass(code: Path, env: dict[str, str], home: Path, messages: int) -> dict
         )
 
     def received() -> int:
-        try:
-            return int(json.loads(status.read_text())["events"])
-        except (OSError, ValueError, KeyError):
-            return 0
+        return int(read_status(status).get("events", 0))
 
     try:
         deadline = time.monotonic() + 90

@@ -497,12 +497,13 @@ end
 local SNAPSHOT = {}
 local function write_minutes()
   for b, c in pairs(COUNTS) do
+    local key = P .. 'a:' .. b
     local row, set = bucket_row(b, read_bucket(b), c), {}
     for j, field in ipairs(BUCKET_FIELDS) do
       if c[field] then set[#set + 1] = field; set[#set + 1] = row[j + 1] end
     end
-    redis.call('HSET', P .. 'a:' .. b, unpack(set))
-    if AGG_TTL > 0 then redis.call('EXPIRE', P .. 'a:' .. b, AGG_TTL) end
+    redis.call('HSET', key, unpack(set))
+    if AGG_TTL > 0 then redis.call('EXPIRE', key, AGG_TTL) end
     SNAPSHOT[b] = row
   end
 end
