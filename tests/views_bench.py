@@ -7,8 +7,10 @@ planned once, cut into batches of ``batch``, and applied by ``apply_batch.lua`` 
 in the working tree and as it was at ``REV`` (git), each variant on a fresh redis-server
 with AOF on (as the embedded stack runs it), the variants taking turns for ``rounds``
 rounds. Per event: Redis CPU (``INFO cpu``), the script call's wall time in the worker,
-the worker's own CPU for it (encoding the batch, reading the reply), and how many Redis
-commands the script ran (counted by a copy of the script whose ``redis.call`` counts).
+the worker's own CPU for it (encoding the batch, reading the reply), the script's time
+inside Redis and the part of it in the commands it ran (``INFO commandstats``; the rest is
+Lua itself), and how many Redis commands the script ran (counted by a copy of the script
+whose ``redis.call`` counts).
 Then the whole Redis state the two left behind is compared, key by key (sets as sets,
 identity logs with their identifier lists sorted: a set's order is the server's): a change
 meant to be faster must leave the same state. Exit code 1 if it does not.
@@ -107,6 +109,16 @@ def _state(client: Any) -> dict[bytes, Any]:
     return {k: (client.type(k), value(k)) for k in sorted(client.keys("*"))}
 
 
+def script_time(commandstats: dict[str, Any], events: int) -> dict[str, float]:
+    """The script's time inside Redis per event (``INFO commandstats``, which counts the
+    commands a script runs under their own names): all of it, and the part spent in those
+    commands; the rest is Lua itself (decoding the batch, building keys, results and logs)."""
+    script = commandstats.get("cmdstat_evalsha", {}).get("usec", 0)
+    outside = ("cmdstat_evalsha", "cmdstat_script", "cmdstat_config", "cmdstat_info")
+    commands = sum(v.get("usec", 0) for k, v in commandstats.items() if not k.startswith(outside))
+    return {"script_us": script / events, "commands_us": commands / events}
+
+
 def run_variant(script: str, batches: list[Any], count_calls: bool) -> dict[str, Any]:
     from connectors.embedded import start_redis
     from connectors.redis_views import RedisViews
@@ -130,6 +142,7 @@ def run_variant(script: str, batches: list[Any], count_calls: bool) -> dict[str,
                 return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
             events = sum(len(b.items) for b in batches)
+            views.client.config_resetstat()
             cpu0, wall, own = cpu(), 0.0, 0.0
             for b in batches:
                 started, own_started = time.perf_counter(), time.thread_time()
@@ -140,6 +153,7 @@ def run_variant(script: str, batches: list[Any], count_calls: bool) -> dict[str,
                 "redis_cpu_us": (cpu() - cpu0) / events * 1e6,
                 "call_wall_us": wall / events * 1e6,
                 "worker_cpu_us": own / events * 1e6,
+                **script_time(views.client.info("commandstats"), events),
             }
             if count_calls:
                 calls = views.client.hgetall("views-bench:calls")
@@ -192,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                 "redis_cpu_us_per_event": [round(x["redis_cpu_us"], 1) for x in runs[name]],
                 "call_wall_us_per_event": [round(x["call_wall_us"], 1) for x in runs[name]],
                 "worker_cpu_us_per_event": [round(x["worker_cpu_us"], 1) for x in runs[name]],
+                "script_us_per_event": [round(x["script_us"], 1) for x in runs[name]],
+                "commands_us_per_event": [round(x["commands_us"], 1) for x in runs[name]],
                 "redis_calls_per_event": round(sum(calls[name].values()), 2),
                 "calls_by_command": {k: round(v, 2) for k, v in sorted(calls[name].items())},
             }
@@ -212,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:>14}: Redis CPU {_list(cpu)} us/event (median "
             f"{statistics.median(cpu):.0f}); script call {_list(wall)} us/event, of it "
             f"worker CPU {_list(own)}; {v['redis_calls_per_event']:.1f} Redis commands/event"
+        )
+        script, commands = v["script_us_per_event"], v["commands_us_per_event"]
+        print(
+            f"  {'':>14}  inside Redis, the script {_list(script)} us/event, of it its "
+            f"commands {_list(commands)} (the rest is Lua itself)"
         )
     shown = ", ".join(sorted(differing)[:5])
     verdict = "the same" if same else f"DIFFERENT in {len(differing)} keys, e.g. {shown}"

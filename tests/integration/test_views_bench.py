@@ -22,6 +22,8 @@ def test_same_script_same_state_and_counted_commands(batches: list) -> None:
     assert first["state"] == again["state"] and len(first["state"]) > 100
     assert first["redis_cpu_us"] > 0 and first["call_wall_us"] > 0
     assert 0 < first["worker_cpu_us"] < first["call_wall_us"]
+    # the script's commands run inside it: part of its time, not all of it
+    assert 0 < first["commands_us"] < first["script_us"] < first["call_wall_us"]
     calls = views_bench.run_variant(script, batches, count_calls=True)["calls"]
     # every event sets its dedupe record: at least one SET per event applied
     assert calls["SET"] >= 0.9 and sum(calls.values()) > 5
