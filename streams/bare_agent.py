@@ -66,7 +66,9 @@ def main() -> None:
         Path(os.environ["OMNI_BENCH_STATUS"]),
     )
     gc_tuning.tune(settings.gc_threshold)  # as the worker does
-    sys.argv = ["omni-bare-agent", "worker", "--loglevel", "warn"]
+    # no web server: faust's worker command would start one on port 6066 of every
+    # interface, so a second agent (omni bench --workers 2) could not start
+    sys.argv = ["omni-bare-agent", "worker", "--loglevel", "warn", "--without-web"]
     app.main()
 
 
