@@ -50,7 +50,10 @@ def test_metrics_move_with_traffic(run_stack: Callable[..., Running]) -> None:
     assert total(after_w, "omni_events_total", outcome="new") == stats["facts"]
     assert total(after_w, "omni_events_total", outcome="duplicate") == stats["duplicates"]
     assert total(after_w, "omni_dead_letters_total") == stats["dead_lettered"] > 0
-    assert total(after_w, "omni_identity_changes_total", action="merge") == stats["merges"]
+    # (merges depend on how the topics interleave: some runs have none, and Redis then
+    # holds no counter for them)
+    merges = stats.get("merges", 0)
+    assert total(after_w, "omni_identity_changes_total", action="merge") == merges
     assert total(after_w, "omni_event_lag_seconds_count") == stats["facts"]
     assert total(after_w, "omni_redis_apply_seconds_count") >= 1
     assert total(after_w, "omni_batch_events_sum") == 800
