@@ -1,5 +1,5 @@
 """The bench's bare faust agents: several run side by side, as ``omni bench --workers N``
-starts them, and none of them opens a port."""
+starts them, with faust's web port taken."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_two_bare_agents_run_side_by_side_without_a_web_server(
                     "OMNI_BENCH_STATUS": str(status),
                 },
                 stdout=subprocess.DEVNULL,
-                stderr=(tmp_path / f"agent-{len(procs) + 1}.log").open("w"),
+                stderr=stack.enter_context((tmp_path / f"agent-{len(procs) + 1}.log").open("w")),
             )
             stack.callback(proc.wait, 30)
             stack.callback(proc.terminate)
