@@ -2,11 +2,12 @@
 configured like ``streams/app.py`` (same topics, same consumer settings, same
 ``take_events`` batches) whose agent only counts what it receives.
 
-Run by the bench as ``python -m streams.bare_agent`` with the ``OMNI_*`` settings of the
-stack plus ``OMNI_BENCH_BOOTSTRAP`` (the broker), ``OMNI_BENCH_GROUP`` (its own consumer
-group, so it reads the topics from the start) and ``OMNI_BENCH_STATUS`` (a JSON file it
-rewrites every 0.25 s with the number of events received so far, and ``faust_drain``:
-``patched`` or ``stock``, see streams/faust_fastpath.py; ``OMNI_FAUST_FAST_DRAIN`` applies).
+Started as ``COMMAND`` with the environment ``agent_env`` builds: the ``OMNI_*`` settings
+of the stack plus ``OMNI_BENCH_BOOTSTRAP`` (the broker), ``OMNI_BENCH_GROUP`` (its own
+consumer group, so it reads the topics from the start) and ``OMNI_BENCH_STATUS`` (a JSON
+file it rewrites every 0.25 s with the number of events received so far, and
+``faust_drain``: ``patched`` or ``stock``, see streams/faust_fastpath.py;
+``OMNI_FAUST_FAST_DRAIN`` applies). ``read_status`` reads that file.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ from streams import faust_fastpath, gc_tuning
 from streams.app import input_app
 from streams.settings import Settings
 
+COMMAND = [sys.executable, "-m", "streams.bare_agent"]
+BOOTSTRAP, GROUP, STATUS = "OMNI_BENCH_BOOTSTRAP", "OMNI_BENCH_GROUP", "OMNI_BENCH_STATUS"
+
+
+def agent_env(settings: Settings, bootstrap: str, group: str, status: Path) -> dict[str, str]:
+    """What an agent's environment must hold, on top of the inherited one: the stack's
+    settings, the broker, the agent's consumer group and its status file."""
+    return {**settings.to_env(), BOOTSTRAP: bootstrap, GROUP: group, STATUS: str(status)}
+
 
 def read_status(path: Path) -> dict[str, Any]:
     """What an agent last wrote to its status file (``report`` below), or ``{}`` before its
@@ -35,7 +45,7 @@ def read_status(path: Path) -> dict[str, Any]:
 
 
 def create_bare_app(settings: Settings, bootstrap: str, group: str, status: Path) -> faust.App:
-    app, source = input_app(settings, bootstrap, group, "bare-agent-data", web_enabled=False)
+    app, source = input_app(settings, bootstrap, group, "bare-agent-data")
     counted = {"events": 0, "batches": 0}
 
     @app.agent(source, name="bare")
@@ -61,13 +71,14 @@ def main() -> None:
     settings = Settings()
     app = create_bare_app(
         settings,
-        os.environ["OMNI_BENCH_BOOTSTRAP"],
-        os.environ["OMNI_BENCH_GROUP"],
-        Path(os.environ["OMNI_BENCH_STATUS"]),
+        os.environ[BOOTSTRAP],
+        os.environ[GROUP],
+        Path(os.environ[STATUS]),
     )
     gc_tuning.tune(settings.gc_threshold)  # as the worker does
-    # no web server: faust's worker command would start one on port 6066 of every
-    # interface, so a second agent (omni bench --workers 2) could not start
+    # no web server: faust's worker command starts one unless told not to, whatever the
+    # app's own web_enabled says, on port 6066 of every interface, so a second agent
+    # (omni bench --workers 2) could not start
     sys.argv = ["omni-bare-agent", "worker", "--loglevel", "warn", "--without-web"]
     app.main()
 

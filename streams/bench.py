@@ -33,7 +33,6 @@ import platform
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -795,7 +794,7 @@ def _bare_faust_baseline(
     """Bare faust agents over the run's topics. ``fast_drain``: ``OMNI_FAUST_FAST_DRAIN``
     for them (None: the stack's setting). The result names the drain loop that ran."""
     from connectors.embedded import ManagedProcess
-    from streams.bare_agent import read_status
+    from streams import bare_agent
 
     settings = stack.settings
     drain_env = {} if fast_drain is None else {"OMNI_FAUST_FAST_DRAIN": str(fast_drain).lower()}
@@ -810,7 +809,7 @@ def _bare_faust_baseline(
     def received() -> int:
         n = 0
         for path in statuses:
-            status = read_status(path)
+            status = bare_agent.read_status(path)
             if "events" in status:
                 n += int(status["events"])
                 modes.add(str(status.get("faust_drain", "stock")))
@@ -822,15 +821,12 @@ def _bare_faust_baseline(
             status.unlink(missing_ok=True)
             statuses.append(status)
             env = {
-                **settings.to_env(),
-                "OMNI_BENCH_BOOTSTRAP": stack.endpoints.kafka_bootstrap,
-                "OMNI_BENCH_GROUP": group,
-                "OMNI_BENCH_STATUS": str(status),
+                **bare_agent.agent_env(settings, stack.endpoints.kafka_bootstrap, group, status),
                 **drain_env,
             }
             proc = ManagedProcess(
                 f"bare-faust-{i}",
-                [sys.executable, "-m", "streams.bare_agent"],
+                bare_agent.COMMAND,
                 0,
                 logs / f"bare-faust-{i}.log",
                 health=status.exists,

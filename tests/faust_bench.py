@@ -28,7 +28,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 #: a pass that has not read everything by then is reported with what it read
@@ -53,21 +56,23 @@ def fill(bootstrap: str, topics: list[str], messages: int) -> None:
         raise RuntimeError("the broker did not take every message")
 
 
-def one_pass(code: Path, env: dict[str, str], home: Path, messages: int) -> dict[str, float]:
+def one_pass(
+    code: Path, settings: Settings, bootstrap: str, home: Path, messages: int
+) -> dict[str, float]:
     """One bare agent of ``code`` reading every message, in a group of its own."""
-    from streams.bare_agent import read_status
+    from streams.bare_agent import COMMAND, agent_env, read_status
     from streams.bench import cpu_seconds
 
     status = home / f"status-{uuid.uuid4().hex[:8]}.json"
+    group = f"faust-bench-{uuid.uuid4().hex[:8]}"
     with (home / "agents.log").open("a") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.bare_agent"],
+            COMMAND,
             cwd=code,
             env={
-                **env,
+                **os.environ,
+                **agent_env(settings, bootstrap, group, status),
                 "PYTHONPATH": str(code),
-                "OMNI_BENCH_GROUP": f"faust-bench-{uuid.uuid4().hex[:8]}",
-                "OMNI_BENCH_STATUS": str(status),
             },
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -122,10 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"filling {len(topics)} topics with {args.messages:,} messages ...",
                   file=sys.stderr)  # fmt: skip
             fill(bootstrap, topics, args.messages)
-            env = {**os.environ, **settings.to_env(), "OMNI_BENCH_BOOTSTRAP": bootstrap}
             for r in range(args.rounds):
                 for name, code in codes.items():
-                    got = one_pass(code, env, home, args.messages)
+                    got = one_pass(code, settings, bootstrap, home, args.messages)
                     passes[name].append(got)
                     print(f"round {r + 1}/{args.rounds}: {name}: "
                           f"{got['cpu_us_per_event']:.1f} us/event, "

@@ -7,14 +7,13 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from streams.bare_agent import read_status
+from streams.bare_agent import COMMAND, agent_env, read_status
 from tests.integration.conftest import SettingsFactory
 
 pytestmark = pytest.mark.integration
@@ -41,15 +40,12 @@ def test_two_bare_agents_run_side_by_side_without_a_web_server(
         procs = []
         for status in statuses:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.bare_agent"],
+                COMMAND,
                 cwd=ROOT,
                 env={
                     **env,
-                    **settings.to_env(),
+                    **agent_env(settings, settings.kafka_bootstrap or "", group, status),
                     "PYTHONPATH": str(ROOT),
-                    "OMNI_BENCH_BOOTSTRAP": settings.kafka_bootstrap or "",
-                    "OMNI_BENCH_GROUP": group,
-                    "OMNI_BENCH_STATUS": str(status),
                 },
                 stdout=subprocess.DEVNULL,
                 stderr=stack.enter_context((tmp_path / f"agent-{len(procs) + 1}.log").open("w")),
