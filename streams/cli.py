@@ -936,15 +936,22 @@ def bench(seconds: float, members: int, workers: int | None, rate: float,
             json.dump(result, fh, indent=2)
     if as_json:
         print(json.dumps(result))
-        return
-    table = Table("", "", title="omni bench", show_header=False)
-    for what, value in benchmark.report_rows(result):
-        table.add_row(what, value)
-    out.print(table)
-    targets = Table("target", "measured", "met", title="targets")
-    for t in result["targets"].values():
-        targets.add_row(t["target"], t["value"], "[green]yes[/]" if t["met"] else "[red]no[/]")
-    out.print(targets)
+    else:
+        table = Table("", "", title="omni bench", show_header=False)
+        for what, value in benchmark.report_rows(result):
+            table.add_row(what, value)
+        out.print(table)
+        targets = Table("target", "measured", "met", title="targets")
+        for t in result["targets"].values():
+            met = "[green]yes[/]" if t["met"] else "[red]no[/]"
+            targets.add_row(t["target"], t["value"], met)
+        out.print(targets)
+    failed = benchmark.failed_baselines(result)
+    if failed:
+        # the run's own numbers are above; without the baselines its ratios are missing
+        _fail(
+            f"baseline(s) not measured: {', '.join(failed)} (logs under {result['stack']['home']})"
+        )
 
 
 def _ints(value: str) -> tuple[int, ...]:
