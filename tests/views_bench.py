@@ -5,12 +5,14 @@
 The bench workload's first ``events`` messages (``streams/bench.py``) are decoded and
 planned once, cut into batches of ``batch``, and applied by ``apply_batch.lua`` as it is
 in the working tree and as it was at ``REV`` (git), each variant on a fresh redis-server
-with AOF on (as the embedded stack runs it), the variants taking turns for ``rounds``
-rounds. Per event: Redis CPU (``INFO cpu``), the script call's wall time in the worker,
-the worker's own CPU for it (encoding the batch, reading the reply), the script's time
-inside Redis and the part of it in the commands it ran (``INFO commandstats``; the rest is
-Lua itself), and how many Redis commands the script ran (counted by a copy of the script
-whose ``redis.call`` counts).
+of its own with AOF on (as the embedded stack runs it), the batches interleaved between
+the variants (``run_variants``), for ``rounds`` rounds. Per event: Redis CPU (``INFO
+cpu``), the script call's wall time in the worker, the worker's own CPU for it (encoding
+the batch, reading the reply), the script's time inside Redis and the part of it in the
+commands it ran (``INFO commandstats``; the rest is Lua itself), and how many Redis
+commands the script ran (counted by a copy of the script whose ``redis.call`` counts).
+Each round also gives the working tree's times as a share of the earlier script's,
+measured side by side.
 Then the whole Redis state the two left behind is compared, key by key (sets as sets,
 identity logs with their identifier lists sorted: a set's order is the server's): a change
 meant to be faster must leave the same state. Exit code 1 if it does not.
@@ -20,6 +22,7 @@ docs/benchmarks.md quotes a run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -120,50 +123,72 @@ def script_time(commandstats: dict[str, Any], events: int) -> dict[str, float]:
 
 
 def run_variant(script: str, batches: list[Any], count_calls: bool) -> dict[str, Any]:
+    """One script alone over the batches (``run_variants`` with one variant)."""
+    return run_variants({"": script}, batches, count_calls)[""]
+
+
+def run_variants(
+    scripts: dict[str, str], batches: list[Any], count_calls: bool
+) -> dict[str, dict[str, Any]]:
+    """Each script on a fresh redis-server of its own (AOF on, as the embedded stack runs
+    it), all servers up at once and the batches interleaved: batch i goes to every variant
+    before batch i + 1 goes to any, the order turning at every batch. A machine whose speed
+    drifts over the run (these are noisy) then slows every variant alike, so the ratios of
+    one run hold where its absolute numbers do not."""
     from connectors.embedded import start_redis
     from connectors.redis_views import RedisViews
     from streams.settings import Settings
     from streams.wiring import identity_policy, points_policy
 
-    with tempfile.TemporaryDirectory(prefix="omni-views-bench-") as tmp:
-        settings = Settings(home=Path(tmp))
-        server = start_redis(Path(tmp) / "data", Path(tmp), appendonly=True)
-        try:
-            views = RedisViews.from_url(
+    names = list(scripts)
+    with contextlib.ExitStack() as stack:
+        views: dict[str, RedisViews] = {}
+        for name in names:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="omni-views-bench-")))
+            settings = Settings(home=tmp)
+            server = start_redis(tmp / "data", tmp, appendonly=True)
+            stack.callback(server.stop)
+            v = views[name] = RedisViews.from_url(
                 f"redis://127.0.0.1:{server.port}/0",
                 prefix=PREFIX,
                 policy=identity_policy(settings),
                 points=points_policy(settings),
             )
-            views._apply = views.client.register_script(counting(script) if count_calls else script)
+            script = scripts[name]
+            v._apply = v.client.register_script(counting(script) if count_calls else script)
 
-            def cpu() -> float:
-                info = views.client.info("cpu")
-                return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        def cpu(name: str) -> float:
+            info = views[name].client.info("cpu")
+            return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
-            events = sum(len(b.items) for b in batches)
-            views.client.config_resetstat()
-            cpu0, wall, own = cpu(), 0.0, 0.0
-            for b in batches:
+        events = sum(len(b.items) for b in batches)
+        for v in views.values():
+            v.client.config_resetstat()
+        cpu0 = {name: cpu(name) for name in names}
+        wall, own = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+        for i, b in enumerate(batches):
+            for name in names if i % 2 == 0 else reversed(names):
                 started, own_started = time.perf_counter(), time.thread_time()
-                views.apply_batch(b.items, int(b.now.timestamp() * 1000))
-                wall += time.perf_counter() - started
-                own += time.thread_time() - own_started
+                views[name].apply_batch(b.items, int(b.now.timestamp() * 1000))
+                wall[name] += time.perf_counter() - started
+                own[name] += time.thread_time() - own_started
+        results = {}
+        for name in names:
+            client = views[name].client
             result = {
-                "redis_cpu_us": (cpu() - cpu0) / events * 1e6,
-                "call_wall_us": wall / events * 1e6,
-                "worker_cpu_us": own / events * 1e6,
-                **script_time(views.client.info("commandstats"), events),
+                "redis_cpu_us": (cpu(name) - cpu0[name]) / events * 1e6,
+                "call_wall_us": wall[name] / events * 1e6,
+                "worker_cpu_us": own[name] / events * 1e6,
+                **script_time(client.info("commandstats"), events),
             }
             if count_calls:
-                calls = views.client.hgetall("views-bench:calls")
-                views.client.delete("views-bench:calls")
+                calls = client.hgetall("views-bench:calls")
+                client.delete("views-bench:calls")
                 result["calls"] = {k.decode(): int(v) / events for k, v in calls.items()}
             else:
-                result["state"] = _state(views.client)
-            return result
-        finally:
-            server.stop()
+                result["state"] = _state(client)
+            results[name] = result
+        return results
 
 
 def _list(values: list[float]) -> str:
@@ -186,10 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     batches = prepared_batches(args.events, args.batch)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for r in range(args.rounds):
-        for name, script in variants.items():
-            print(f"round {r + 1}: {name}", file=sys.stderr)
-            runs[name].append(run_variant(script, batches, count_calls=False))
-    calls = {name: run_variant(s, batches, True)["calls"] for name, s in variants.items()}
+        print(f"round {r + 1} of {args.rounds}", file=sys.stderr)
+        for name, got in run_variants(variants, batches, count_calls=False).items():
+            runs[name].append(got)
+    calls = {name: got["calls"] for name, got in run_variants(variants, batches, True).items()}
+    earlier, now = (runs[name] for name in variants)
+    # the working tree's time as a share of the earlier script's, round by round: measured
+    # side by side, so the machine's drift cancels out
+    ratios = {
+        measure: [round(b[measure] / a[measure], 3) for a, b in zip(earlier, now, strict=True)]
+        for measure in ("script_us", "redis_cpu_us", "call_wall_us")
+    }
     states = [runs[name][0]["state"] for name in variants]
     same = states[0] == states[1]
     differing = [k.decode() for k in set(states[0]) | set(states[1])
@@ -201,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "same_state": same,
         "reply_parser": "hiredis" if HIREDIS_AVAILABLE else "redis-py's own",
         "differing_keys": sorted(differing)[:20],
+        "working_tree_vs_earlier": ratios,
         "variants": {
             name: {
                 "redis_cpu_us_per_event": [round(x["redis_cpu_us"], 1) for x in runs[name]],
@@ -218,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary))
         return 0 if same else 1
     print(
-        f"{args.events:,} events in batches of {args.batch}, {args.rounds} rounds, "
-        f"each variant on a fresh redis-server (AOF on); reply parser {summary['reply_parser']}"
+        f"{args.events:,} events in batches of {args.batch}, {args.rounds} rounds, each "
+        f"variant on a fresh redis-server of its own (AOF on), the batches interleaved; "
+        f"reply parser {summary['reply_parser']}"
     )
     for name, v in summary["variants"].items():
         cpu, wall = v["redis_cpu_us_per_event"], v["call_wall_us_per_event"]
@@ -234,6 +268,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  {'':>14}  inside Redis, the script {_list(script)} us/event, of it its "
             f"commands {_list(commands)} (the rest is Lua itself)"
         )
+    print(
+        f"  working tree / {args.against}, round by round: script "
+        + ", ".join(f"{x:.3f}" for x in ratios["script_us"])
+        + "; Redis CPU "
+        + ", ".join(f"{x:.3f}" for x in ratios["redis_cpu_us"])
+        + "; call "
+        + ", ".join(f"{x:.3f}" for x in ratios["call_wall_us"])
+    )
     shown = ", ".join(sorted(differing)[:5])
     verdict = "the same" if same else f"DIFFERENT in {len(differing)} keys, e.g. {shown}"
     print(f"  state after the run: {verdict}")

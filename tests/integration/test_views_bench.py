@@ -33,8 +33,9 @@ def test_a_script_that_counts_differently_leaves_a_different_state(batches: list
     script = views_bench.script_at(None)
     changed = script.replace("'n', num(h[4]) + 1", "'n', num(h[4]) + 2")
     assert changed != script
-    a = views_bench.run_variant(script, batches, count_calls=False)["state"]
-    b = views_bench.run_variant(changed, batches, count_calls=False)["state"]
+    # side by side, as the bench runs them: each on its own server, the batches interleaved
+    both = views_bench.run_variants({"a": script, "b": changed}, batches, count_calls=False)
+    a, b = both["a"]["state"], both["b"]["state"]
     assert a != b
     differing = [k for k in a if a[k] != b.get(k)]
     assert differing and all(k.startswith(b"omni:m:") for k in differing)
