@@ -76,7 +76,17 @@ class StockMove(NamedTuple):
     ref: str = ""
 
 
-def _move(e: dict[str, Any]) -> StockMove:
+def _is_move(entry: list[Any] | dict[str, Any]) -> bool:
+    return isinstance(entry, list) or entry["action"] == "stock"
+
+
+def _move(e: list[Any] | dict[str, Any]) -> StockMove:
+    """A stock movement of the script's log: ``["stock", sku, location, kind, d_on, d_res,
+    on, res, v, ref]``. Dedupe records written before movements were arrays (they live for
+    ``OMNI_DEDUPE_TTL_S``) hold it as ``{"action": "stock", "sku": ..., "loc": ...}``."""
+    if isinstance(e, list):
+        _, sku, loc, kind, d_on, d_res, on, res, v, ref = e
+        return StockMove(sku, loc, kind, int(d_on), int(d_res), int(on), int(res), int(v), ref)
     return StockMove(
         e["sku"], e["loc"], e["kind"], int(e["d_on"]), int(e["d_res"]), int(e["on"]),
         int(e["res"]), int(e["v"]), e.get("ref", ""),
@@ -151,8 +161,8 @@ def _parse(status: bytes | str, result: bytes | str) -> Outcome:
         return Outcome("replay_expired" if status == "replay" else status)
     one_id, created, flags, points, *log = text.split("|", 4)
     entries = orjson.loads(log[0]) if log else []
-    changes = tuple(_change(e) for e in entries if e["action"] != "stock")
-    moves = tuple(_move(e) for e in entries if e["action"] == "stock")
+    changes = tuple(_change(e) for e in entries if not _is_move(e))
+    moves = tuple(_move(e) for e in entries if _is_move(e))
     return Outcome(
         status, one_id, created == "1", "B" in flags, "X" in flags, int(points), changes, moves
     )

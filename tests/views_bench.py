@@ -86,7 +86,9 @@ def prepared_batches(events: int, batch: int) -> list[Any]:
 
 
 def _state(client: Any) -> dict[bytes, Any]:
-    """Every key and what it holds, in a form two servers' orders cannot tell apart."""
+    """Every key and what it holds, in a form two servers' orders cannot tell apart (nor
+    the two forms a stock movement has been logged in)."""
+    from connectors.redis_views import _is_move, _move
 
     def value(key: bytes) -> Any:
         kind = client.type(key).decode()
@@ -101,11 +103,15 @@ def _state(client: Any) -> dict[bytes, Any]:
         raw = client.get(key)
         if key.startswith(PREFIX.encode() + b"e:") and raw.count(b"|") >= 4:
             *head, log = raw.split(b"|", 4)
-            entries = json.loads(log)
-            for e in entries:
+            entries = []
+            for e in json.loads(log):
+                if _is_move(e):  # either form it has been written in, as the worker reads it
+                    entries.append(["stock", *_move(e)])
+                    continue
                 for f in ("kept", "moved"):
                     if isinstance(e.get(f), list):
                         e[f] = sorted(e[f])
+                entries.append(e)
             return head, sorted(json.dumps(e, sort_keys=True) for e in entries)
         return raw, client.ttl(key) > 0
 

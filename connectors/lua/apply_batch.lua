@@ -15,7 +15,9 @@
 -- buckets' {bucket, events, gmv, orders, claims, refunds}}. Item status, one of:
 --   new        first time this event is applied; result = "oneid|new_member|flags|points[|log]"
 --              (points: awarded; log: JSON list of the event's merges, refusals, unlinked
---              identifiers, points taken back or lapsed, attribution, stock movements)
+--              identifiers, points taken back or lapsed, attribution: objects with an
+--              action; stock movements: arrays {'stock', sku, location, kind, d_on, d_res,
+--              on, res, v, ref})
 --   duplicate  event_id already applied from another offset (a re-sent event): no effect
 --   replay     this very offset was applied before (redelivery): no effect, first result
 --   dead       a dead letter counted;  replay_dead: counted before
@@ -272,8 +274,9 @@ local function move(key, kind, d_on, d_res, ref, h)
   if d_res ~= 0 then set[#set + 1] = 'reserved'; set[#set + 1] = res end
   redis.call('HSET', key, unpack(set))
   local sku, loc = string.match(string.sub(key, #SKEY + 1), '^(.*)@([^@]*)$')
-  MOVES[#MOVES + 1] = {action = 'stock', sku = sku, loc = loc, kind = kind,
-                       d_on = d_on, d_res = d_res, on = on, res = res, v = v, ref = ref or ''}
+  -- an array, not an object: every event's dedupe record (e:) holds its log, and the
+  -- field names were most of a movement's bytes (connectors/redis_views.py _move)
+  MOVES[#MOVES + 1] = {'stock', sku, loc, kind, d_on, d_res, on, res, v, ref or ''}
 end
 
 -- on hand never goes below zero; a sale of stock the views do not know of is counted
