@@ -27,6 +27,15 @@ class StartFailed(RuntimeError):
     pass
 
 
+def exit_on_sigterm() -> None:
+    """A SIGTERM ends this process the way ``sys.exit`` does, so the ``finally`` blocks
+    and context managers of a command-line tool stop the processes it started. Python's
+    own SIGTERM ends it at once and leaves them running (a redis-server on an ephemeral
+    port, a broker). For the tools that start ``ManagedProcess``es outside ``omni``'s
+    commands, which do the same with ``streams.cli._signals_interrupt``."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -31,7 +31,6 @@ import argparse
 import json
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.dlq import read_letters
-from connectors.embedded import ManagedProcess, start_redis
+from connectors.embedded import ManagedProcess, exit_on_sigterm, start_redis
 from connectors.errors import ServiceUnavailable
 from schemas.models import InventoryAdjustment
 from streams.demo import wait_views
@@ -511,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     timeout = 180.0 if profile == "short" else 420.0
 
     # a SIGTERM (CI timeout, ^C of make) still stops every process started here
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    exit_on_sigterm()
     root = Path(tempfile.mkdtemp(prefix="omni-chaos-"))
     results: list[Result] = []
     started = time.monotonic()

@@ -109,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    from connectors.embedded import start_broker
+    from connectors.embedded import exit_on_sigterm, start_broker
     from connectors.kafka import ensure_topics
     from schemas.topics import input_topics
     from streams.settings import Settings
 
+    exit_on_sigterm()  # the broker and agents started below are stopped on the way out
     codes = {"working tree": ROOT} | ({str(args.code): args.code.resolve()} if args.code else {})
     passes: dict[str, list[dict[str, float]]] = {name: [] for name in codes}
     with tempfile.TemporaryDirectory(prefix="omni-faust-bench-") as d:

@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
+    from connectors.embedded import exit_on_sigterm
+
+    exit_on_sigterm()  # the stacks started below are stopped on the way out
     codes = {"working tree": ROOT} | ({str(args.code): args.code.resolve()} if args.code else {})
     variants = [(name, int(b)) for name in codes for b in args.batch_rows.split(",")]
     runs: dict[str, list[dict[str, Any]]] = {}

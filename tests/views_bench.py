@@ -212,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
+    from connectors.embedded import exit_on_sigterm
+
+    exit_on_sigterm()  # the redis-servers started below are stopped on the way out
     variants = {args.against: script_at(args.against), "working tree": script_at(None)}
     print(f"preparing {args.events:,} events ...", file=sys.stderr)
     batches = prepared_batches(args.events, args.batch)
