@@ -310,7 +310,7 @@ local function apply_stock(it)
   local held = {}
   if #reserve > 0 then
     -- All lines of an order are reserved at one location, or none: available never goes
-    -- negative. A delivery order names candidate locations nearest first (it.L): the
+    -- negative. (Each SKU once: streams/core/plan.py sums an order's lines of one SKU.) A delivery order names candidate locations nearest first (it.L): the
     -- first that can serve every line gets it.
     local places = it.L
     if places == nil or #places == 0 then places = {reserve[1][2]} end

@@ -3,6 +3,7 @@ decided without touching any store. The Redis adapter executes plans atomically.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
@@ -12,6 +13,7 @@ from schemas.models import (
     FulfilmentMode,
     InventoryAdjustment,
     LivestreamClick,
+    OrderLine,
     OrderStatus,
     RedEnvelopeClaim,
     ScanKind,
@@ -67,6 +69,17 @@ class EventPlan(NamedTuple):
     #: a touch orders can be attributed to: livestream:<room>, red_envelope:<campaign>,
     #: guide:<staff id>
     touch: str = ""
+
+
+def _per_sku(lines: Iterable[OrderLine]) -> dict[str, int]:
+    """An order's quantity of each SKU, in the order the SKUs first appear: the views
+    reserve an order all at one location or not at all, checking each SKU's available
+    stock against what the order needs of it, so a SKU on several lines is reserved once,
+    for their sum (two lines of 3 against 5 on the shelf: backordered, not oversold)."""
+    need: dict[str, int] = {}
+    for ln in lines:
+        need[ln.sku] = need.get(ln.sku, 0) + ln.quantity
+    return need
 
 
 def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) -> EventPlan:
@@ -136,7 +149,10 @@ def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) 
             candidates = () if pickup else rules.nearest(fulfilment.latitude, fulfilment.longitude)
             location = fulfilment.store_id if pickup else candidates[0]
             assert location is not None  # the model requires a store for pick-up
-            held = tuple(StockOp("reserve", ln.sku, location, ln.quantity) for ln in record.lines)
+            held = tuple(
+                StockOp("reserve", sku, location, quantity)
+                for sku, quantity in _per_sku(record.lines).items()
+            )
             # (a pick-up order has no candidates; the views hold its reservation for a while)
             return EventPlan(
                 **base,

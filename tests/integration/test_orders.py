@@ -13,9 +13,10 @@ import pytest
 import redis
 
 from connectors.redis_views import Outcome, RedisViews, event_item
-from streams.core.plan import EventPlan, StockOp
-from streams.core.rules import PointsPolicy, parse_budgets
+from streams.core.plan import EventPlan, StockOp, plan_event
+from streams.core.rules import PointsPolicy, Rules, parse_budgets
 
+from ..unit.factories import app_order, envelope, line
 from .conftest import Services
 
 pytestmark = pytest.mark.integration
@@ -253,6 +254,33 @@ def test_a_delivery_ships_from_the_nearest_location_that_has_every_line(
     assert (shop.stock("SKU1", "FAR"), shop.stock("SKU2", "FAR")) == ((48, 0, 48), (49, 0, 49))
     assert deliver("ORD3", 60).backordered is not False  # nobody has 60: backordered
     assert shop.stock("SKU2", "FAR") == (49, 0, 49)
+
+
+def test_a_sku_on_several_lines_is_never_oversold(services: Services) -> None:
+    """Available to promise never goes negative, however an order spells its lines (the
+    plan reserves each SKU once, for the sum of its lines)."""
+    shop = Shop(services)
+    shop.receive("SKU-0001", "S002", 5)  # the factories' pick-up store
+
+    def order(n: int, *quantities: int) -> Outcome:
+        record = app_order(
+            envelope=envelope(event_id=f"order-{n}"),
+            order_id=f"ORD-{n}",
+            lines=[line("SKU-0001", q) for q in quantities],
+        )
+        shop.offset += 1
+        now = record.envelope.event_time
+        plan = plan_event("app_order", record, Rules(phone_key=b"k"), now)
+        return shop.views.apply([event_item(plan, "t/0", shop.offset)])[0]
+
+    too_many = order(1, 3, 3)
+    assert too_many.backordered and too_many.stock_moves == ()
+    assert shop.stock("SKU-0001", "S002") == (5, 0, 5)
+    fits = order(2, 2, 3)
+    assert not fits.backordered and [m.reserved_delta for m in fits.stock_moves] == [5]
+    assert shop.stock("SKU-0001", "S002") == (5, 5, 0)
+    shop.status("ORD-2", "cancelled")
+    assert shop.stock("SKU-0001", "S002") == (5, 0, 5)
 
 
 def test_an_app_order_is_attributed_to_the_last_touch_within_the_window(

@@ -159,6 +159,16 @@ def test_default_delivery_location() -> None:
     assert {op.location for op in plan.stock} == {"WH-EAST"}
 
 
+def test_a_sku_on_several_lines_is_reserved_once_for_their_sum() -> None:
+    lines = [line("SKU-0004", 1), line("SKU-0001", 3), line("SKU-0004", 2), line("SKU-0001", 3)]
+    plan = plan_event("app_order", app_order(lines=lines), RULES, NOW)
+    assert plan.stock == (
+        StockOp("reserve", "SKU-0004", "S002", 3),
+        StockOp("reserve", "SKU-0001", "S002", 6),
+    )
+    assert plan.quantity == 9
+
+
 # -- other touchpoints ------------------------------------------------------------------------
 
 
