@@ -369,9 +369,11 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
     redis.call('HSET', o, 'rev', rev)
     stat('points_reversed', amount)
   end
-  redis.call('ZREM', P .. 'holds', order_id)
+  -- (a pick-up hold ends only with its reservation: a paid or refunded status leaves it
+  -- to lapse)
   if status == 'cancelled' then
     if state == 'cancelled' or state == 'fulfilled' then return end
+    redis.call('ZREM', P .. 'holds', order_id)
     if state == 'reserved' then
       for _, l in ipairs(lines) do move(l[1], 'release', 0, -l[2]) end
       stat('reservations_released', 1)
@@ -381,9 +383,16 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
     stat('orders_cancelled', 1)
   elseif status == 'picked_up' or status == 'shipped' then
     if state == 'cancelled' or state == 'fulfilled' then return end
+    redis.call('ZREM', P .. 'holds', order_id)
     if state == 'reserved' then
-      -- the reservation becomes the sale
-      for _, l in ipairs(lines) do move(l[1], 'fulfil', -l[2], -l[2]) end
+      -- the reservation becomes the sale; on hand goes no lower than zero (a checkout or
+      -- a count may have taken what was held): what is missing is counted, as in take()
+      for _, l in ipairs(lines) do
+        local h = stock_of(l[1])
+        local taken = math.min(num(h[1]), l[2])
+        move(l[1], 'fulfil', -taken, -l[2], nil, h)
+        if taken < l[2] then stat('stock_discrepancies', 1) end
+      end
     elseif state == 'expired' then
       -- collected after its hold lapsed: a plain sale from the shelf
       for _, l in ipairs(lines) do take(l[1], l[2], 'sale') end
@@ -578,7 +587,9 @@ local function apply_event(it)
         stat('orders_attributed', 1)
       end
     end
-    if it.h ~= '' and it.t >= lts then
+    -- (a claim refused past its budget is recorded, not a touch: it would lend its
+    -- campaign's multiplier to the member's next order)
+    if it.h ~= '' and it.t >= lts and refused == '' then
       put('lt', it.h)
       put('lts', it.t)
     end

@@ -372,3 +372,65 @@ def test_an_uncollected_pick_up_is_released_when_its_hold_lapses(services: Servi
     assert shop.views.stats()["holds_expired"] == 1
     shop.status("ORD1", "picked_up")  # collected after all: a sale from the shelf
     assert shop.stock("SKU1", "S1") == (2, 0, 2)
+
+
+def test_a_paid_or_refunded_pick_up_still_lapses(services: Services) -> None:
+    """Only a pick-up, a shipment or a cancellation ends a pick-up order's hold."""
+    shop = Shop(services)
+    shop.views = RedisViews(shop.views.client, prefix=shop.views.prefix,
+                            points=PointsPolicy(pickup_hold_hours=2))  # fmt: skip
+    shop.receive("SKU1", "S1", 5)
+    within = int(T0.timestamp() * 1000)
+    for n, status in enumerate(("paid", "refunded")):
+        held = (StockOp("reserve", "SKU1", "S1", 2),)
+        order = shop._plan("app_order", identity_keys=("card:C1",), stock=held, pickup=True,
+                           order_id=f"O{n}", event_id=f"order{n}", amount=Decimal(10))  # fmt: skip
+        then = shop._plan("order_status", channel="other", order_id=f"O{n}",
+                          order_status=status, amount=Decimal(1), event_id=f"s{n}")  # fmt: skip
+        for plan in (order, then):
+            shop.offset += 1
+            shop.views.apply([event_item(plan, "t/0", shop.offset)], now_ms=within)
+    assert shop.stock("SKU1", "S1") == (5, 4, 1)
+    later = int((T0 + timedelta(hours=3)).timestamp() * 1000)
+    click = shop._plan("livestream_click", event_id="click")
+    shop.offset += 1
+    shop.views.apply([event_item(click, "t/0", shop.offset)], now_ms=later)
+    assert shop.stock("SKU1", "S1") == (5, 0, 5)
+    assert shop.views.stats()["holds_expired"] == 2
+
+
+def test_collecting_stock_the_shelf_sold_meanwhile_leaves_on_hand_at_zero(
+    services: Services,
+) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "S1", 5)
+    shop.order("ORD1", "10.00", ("SKU1", "S1", 5))
+    sale = (StockOp("sale", "SKU1", "S1", 4),)  # a checkout at the till takes 4 of them
+    shop._apply(shop._plan("store_scan", channel="store", stock=sale))
+    assert shop.stock("SKU1", "S1") == (1, 5, -4)
+    shop.status("ORD1", "picked_up")
+    assert shop.stock("SKU1", "S1") == (0, 0, 0)
+    assert shop.views.stats()["stock_discrepancies"] == 1
+
+
+def test_a_refused_claim_is_no_touch(services: Services) -> None:
+    """A claim refused past its budget earns nothing, and lends its campaign's multiplier
+    to no later order."""
+    client = redis.Redis.from_url(services.redis_url)
+    policy = PointsPolicy(budgets=parse_budgets("CMP-1=1:0"),
+                          campaign_multipliers={"CMP-1": Decimal("2")})  # fmt: skip
+    views = RedisViews(client, prefix=f"r{uuid.uuid4().hex[:8]}:", points=policy)
+    offsets = iter(range(1, 100))
+
+    def event(kind: str, key: str, minutes: int, points: int, **more: object) -> Outcome:
+        plan = EventPlan(f"{key}-{kind}", kind, T0 + timedelta(minutes=minutes), "app",
+                         (key,), points, (), **more)  # type: ignore[arg-type]  # fmt: skip
+        return views.apply([event_item(plan, "t/0", next(offsets))])[0]
+
+    claim = {"campaign_id": "CMP-1", "amount": Decimal("5.00"), "touch": "red_envelope:CMP-1"}
+    assert not event("red_envelope_claim", "card:C0", 0, 10, **claim).claim_refused
+    assert event("red_envelope_claim", "card:C1", 1, 10, **claim).claim_refused
+    order = event("app_order", "card:C1", 2, 100, order_id="ORD1", amount=Decimal("100.00"))
+    assert (order.attribution, order.points) == ("", 100)
+    order = event("app_order", "card:C0", 3, 100, order_id="ORD2", amount=Decimal("100.00"))
+    assert (order.attribution, order.points) == ("red_envelope:CMP-1", 200)
