@@ -32,6 +32,13 @@ class Letter:
     value: bytes
     #: set when the message was too large to keep whole: ``value`` is its head only
     original_size: int | None = None
+    #: the same for a key too large to keep whole
+    original_key_size: int | None = None
+
+    @property
+    def partial(self) -> bool:
+        """Kept in part only: not the message as it was sent, so not to be replayed."""
+        return self.original_size is not None or self.original_key_size is not None
 
     @property
     def ref(self) -> str:
@@ -66,10 +73,13 @@ def _letter(msg) -> Letter:  # type: ignore[no-untyped-def]
         failed_at=headers.get("omni.failed_at", ""),
         key=msg.key(),
         value=msg.value() or b"",
-        original_size=int(headers["omni.original.size"])
-        if "omni.original.size" in headers
-        else None,
+        original_size=_size(headers, "omni.original.size"),
+        original_key_size=_size(headers, "omni.original.key_size"),
     )
+
+
+def _size(headers: dict[str, str], name: str) -> int | None:
+    return int(headers[name]) if name in headers else None
 
 
 def read_letters(

@@ -24,8 +24,10 @@ from streams.core.rules import Rules
 
 #: Larger than any valid touchpoint by far; the broker's own limit is usually 1 MiB.
 MAX_MESSAGE_BYTES = 1_000_000
-#: How much of an oversized message a dead letter keeps.
+#: How much of an oversized message a dead letter keeps, of its value and of its key (a
+#: key is an id; one of a megabyte is itself the fault, and would not fit the letter).
 DEAD_LETTER_VALUE_BYTES = 64 * 1024
+DEAD_LETTER_KEY_BYTES = 1024
 
 
 def ensure_topics(
@@ -235,11 +237,25 @@ class DeadLetter:
     field: str
     detail: str
 
+    def kept(self) -> tuple[bytes | None, bytes]:
+        """The key and value the letter carries: the first bytes of either when it is too
+        large to keep whole (the whole stays in its source topic at the offset named)."""
+        key = self.key[:DEAD_LETTER_KEY_BYTES] if self.key is not None else None
+        return key, (self.value or b"")[:DEAD_LETTER_VALUE_BYTES]
+
     def headers(self, failed_at: datetime) -> list[tuple[str, bytes]]:
-        size = len(self.value or b"")
-        partial = size > DEAD_LETTER_VALUE_BYTES
+        size, key_size = len(self.value or b""), len(self.key or b"")
         return [
-            *([("omni.original.size", str(size).encode())] if partial else []),
+            *(
+                [("omni.original.size", str(size).encode())]
+                if size > DEAD_LETTER_VALUE_BYTES
+                else []
+            ),
+            *(
+                [("omni.original.key_size", str(key_size).encode())]
+                if key_size > DEAD_LETTER_KEY_BYTES
+                else []
+            ),
             ("omni.original.topic", self.topic.encode()),
             ("omni.original.partition", str(self.partition).encode()),
             ("omni.original.offset", str(self.offset).encode()),
@@ -269,14 +285,8 @@ class PipelineOutput:
 
     def dead_letters(self, letters: list[DeadLetter], now: datetime) -> None:
         for letter in letters:
-            # an oversized message keeps its first bytes here; the whole stays in its
-            # source topic at the offset the headers name
-            self._out.produce(
-                self.dlq_topic,
-                value=(letter.value or b"")[:DEAD_LETTER_VALUE_BYTES],
-                key=letter.key,
-                headers=letter.headers(now),
-            )
+            key, value = letter.kept()
+            self._out.produce(self.dlq_topic, value=value, key=key, headers=letter.headers(now))
         self._out.flush()
 
     def facts(self, records_by_type: Mapping[str, Sequence[dict[str, Any]]]) -> None:

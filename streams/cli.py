@@ -439,12 +439,12 @@ def dlq_replay(reason: str | None, topic: str | None, dry_run: bool) -> None:
 
     settings = _settings()
     letters = [letter for letter in _letters(reason, topic) if letter.original_topic]
-    partial = [letter for letter in letters if letter.original_size is not None]
+    partial = [letter for letter in letters if letter.partial]
     if partial:
         err.print(
             f"skipping {len(partial)} letters kept in part only (too large), e.g. {partial[0].ref}"
         )
-        letters = [letter for letter in letters if letter.original_size is None]
+        letters = [letter for letter in letters if not letter.partial]
     if dry_run:
         out.print(f"would replay {len(letters)} dead letters")
         return

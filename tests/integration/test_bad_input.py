@@ -140,9 +140,12 @@ def test_each_bad_message_is_dead_lettered_with_its_reason_and_the_rest_processe
         producer.produce(topic, value=encode("store_scan", good.to_avro()), key=b"k", partition=0)
         producer.produce(topic, value=value, key=b"k", partition=0)
         sent += [("good", ""), (case, reason)]
+    # a key of a megabyte: the letter keeps its first KiB (whole, it would not fit)
+    producer.produce(topic, value=b"not avro", key=b"K" * 1_010_000, partition=0)
+    sent.append(("1 MB key", "bad_magic"))
     assert producer.flush(30) == 0
     stats = wait_views(stack.views, len(sent), timeout=90)
-    assert stats["dead_lettered"] == len(cases)
+    assert stats["dead_lettered"] == len(cases) + 1
     assert stats["processed"] == len(cases)  # the good ones
     assert stats["type:store_scan"] == len(cases)
 
@@ -158,6 +161,10 @@ def test_each_bad_message_is_dead_lettered_with_its_reason_and_the_rest_processe
     assert got == want
     big = next(letter for letter in letters.values() if letter.reason == "too_large")
     assert big.original_size == len(cases[10][1]) and len(big.value) == 64 * 1024
+    assert big.partial and big.original_key_size is None
+    keyed = letters[len(sent) - 1]
+    assert (keyed.key, keyed.original_key_size) == (b"K" * 1024, 1_010_000)
+    assert keyed.partial and keyed.original_size is None and keyed.value == b"not avro"
     for letter in letters.values():
         assert "13800138000" not in letter.detail and "00000000000" not in letter.detail
     assert all(w.alive for w in stack.workers)
