@@ -157,6 +157,8 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
                 try:
                     prepared = await prepare
                 except Exception:  # not applied, so never acknowledged: redelivered
+                    prepared = None
+                if prepared is None:
                     log.warning("stopping before a batch of %d was prepared", len(events))
                     return
                 work = loop.run_in_executor(
@@ -180,7 +182,9 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
                     )
                     for e in events
                 ]
-                prepare = loop.run_in_executor(prep_executor, pipeline.prepare, batch)
+                prepare = loop.run_in_executor(
+                    prep_executor, pipeline.prepare_until_done, batch, stopping
+                )
                 unfinished = (prepare, events)
                 try:
                     prepared = await asyncio.shield(prepare)
@@ -191,6 +195,8 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
                     _exit_unacknowledged(len(batch), code=78)
                 except Exception:
                     log.exception("batch of %d failed unexpectedly", len(batch))
+                    _exit_unacknowledged(len(batch))
+                if prepared is None:  # stopping while the schema registry was down
                     _exit_unacknowledged(len(batch))
                 if settling is not None:
                     await asyncio.shield(settling)

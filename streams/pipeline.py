@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
@@ -46,6 +46,8 @@ from streams.core.plan import EventPlan, plan_event
 from streams.core.rules import Rules
 
 log = logging.getLogger("omni.pipeline")
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 
 class Inbound(NamedTuple):
@@ -247,7 +249,8 @@ class TouchpointPipeline:
 
     def prepare(self, batch: Sequence[Inbound]) -> PreparedBatch:
         """Decode, validate and plan every message (no I/O but a schema registry lookup);
-        raises ``InvalidShareExceeded`` when the batch trips the guard."""
+        raises ``InvalidShareExceeded`` when the batch trips the guard, and
+        ``ServiceUnavailable`` when the registry cannot be asked (``prepare_until_done``)."""
         started = time.monotonic()
         now = self.clock()
         items: list = []
@@ -257,6 +260,8 @@ class TouchpointPipeline:
             tp = f"{msg.topic}/{msg.partition}"
             try:
                 plan = self.interpret(msg, now)
+            except ServiceUnavailable:
+                raise  # the schema registry is down, not the message bad: the batch waits
             except Exception as exc:
                 dead.append(self._dead_letter(msg, exc))
                 items.append(dead_item(tp, msg.offset))
@@ -352,6 +357,13 @@ class TouchpointPipeline:
         asked to stop before the batch went through; the batch is then not acknowledged."""
         return self._until_done(self.process, batch, len(batch), stopping)
 
+    def prepare_until_done(
+        self, batch: Sequence[Inbound], stopping: threading.Event | None = None
+    ) -> PreparedBatch | None:
+        """``prepare`` with the retries of ``process_until_done``: good messages wait for a
+        schema registry that is down instead of being dead-lettered."""
+        return self._until_done(self.prepare, batch, len(batch), stopping)
+
     def finish_until_done(
         self, prepared: PreparedBatch, stopping: threading.Event | None = None
     ) -> BatchReport | None:
@@ -359,8 +371,8 @@ class TouchpointPipeline:
         return self._until_done(self.finish, prepared, len(prepared.batch), stopping)
 
     def _until_done(
-        self, step: Callable, arg: object, size: int, stopping: threading.Event | None
-    ) -> BatchReport | None:
+        self, step: Callable[[_A], _R], arg: _A, size: int, stopping: threading.Event | None
+    ) -> _R | None:
         delay = 0.2
         while True:
             try:

@@ -5,8 +5,13 @@ ours; an id the registry does not know is dead-lettered, the worker goes on."""
 from __future__ import annotations
 
 import json
+import logging
 import struct
+import tempfile
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -15,12 +20,18 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connectors.kafka import TouchpointProducer
-from schemas.contract import expanded_source
+from connectors.registry import RegistrySchemas, RegistryUnavailable
+from schemas.codec import encode_body
+from schemas.contract import contract, expanded_source
 from schemas.models import type_name_of
-from schemas.topics import topic_for
+from schemas.topics import input_topics, topic_for
 from streams.demo import wait_views
+from streams.pipeline import Inbound, TouchpointPipeline
+from streams.settings import Settings
 from streams.simulate import Simulation
+from streams.wiring import rules
 
+from ..unit.factories import envelope, store_scan
 from .conftest import Running
 from .registry_standin import schema_registry
 
@@ -74,3 +85,31 @@ def test_plain_client_confluent_messages_are_processed(
         assert len(sent) == len(more) and all(v[0] == 0 for v in sent)
         stats = wait_views(stack.views, len(records) + 1 + len(more), timeout=60)
         assert stats["processed"] == len(records) + len(more)
+
+
+def test_a_registry_that_is_down_holds_the_batch_instead_of_dead_lettering_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Good Confluent-framed messages wait for the schema registry (a restart, a network
+    blip) and are not dead-lettered as bad, which would take them out of the stream."""
+    settings = Settings(home=Path(tempfile.mkdtemp(prefix="omni-registry-")))
+    topic = topic_for(settings.topic_prefix, "store_scan")
+    record = store_scan(envelope=envelope(event_time=datetime.now(UTC) - timedelta(minutes=1)))
+    body = encode_body(contract().schema("store_scan"), record.to_avro())
+    with schema_registry() as url:
+        framed = struct.pack(">bI", 0, RegistrySchemas(url).register(topic, "store_scan")) + body
+        up = TouchpointPipeline(input_topics(settings.topic_prefix), rules(settings), None,
+                                None, resolver=RegistrySchemas(url))  # type: ignore[arg-type]  # fmt: skip
+        prepared = up.prepare([Inbound(topic, 0, 0, b"S001", framed)])
+        assert prepared.dead == [] and prepared.plans[0] is not None
+    # the registry is gone; a worker that has not asked for this id yet
+    down = TouchpointPipeline(input_topics(settings.topic_prefix), rules(settings), None,
+                              None, resolver=RegistrySchemas(url))  # type: ignore[arg-type]  # fmt: skip
+    batch = [Inbound(topic, 0, 1, b"S001", framed)]
+    with pytest.raises(RegistryUnavailable):
+        down.prepare(batch)
+    stopping = threading.Event()
+    threading.Timer(1.5, stopping.set).start()
+    with caplog.at_level(logging.WARNING, logger="omni.pipeline"):
+        assert down.prepare_until_done(batch, stopping) is None  # waited until told to stop
+    assert any("waits: schema registry" in r.getMessage() for r in caplog.records)
