@@ -243,6 +243,7 @@ def _publish(settings: Settings, events: int, members: int | None, seed: int, ra
     from streams.demo import publish
     from streams.endpoints import resolve
     from streams.simulate import Simulation
+    from streams.wiring import rules
 
     endpoints = resolve(settings)
     sim = Simulation(
@@ -254,6 +255,7 @@ def _publish(settings: Settings, events: int, members: int | None, seed: int, ra
             endpoints.kafka_bootstrap,
             settings.topic_prefix,
             config=endpoints.kafka_config,
+            rules=rules(settings, validation_only=True),
             schema_registry_url=settings.schema_registry_url,
         ) as producer,
     ):
@@ -308,6 +310,7 @@ def produce(source: Any, skip_invalid: bool) -> None:
     from schemas.jsonlines import LineError, parse_line
     from streams.core.errors import InvalidTouchpoint
     from streams.endpoints import StackNotRunning, resolve
+    from streams.wiring import rules
 
     settings = _settings()
     try:
@@ -319,6 +322,7 @@ def produce(source: Any, skip_invalid: bool) -> None:
         endpoints.kafka_bootstrap,
         settings.topic_prefix,
         config=endpoints.kafka_config,
+        rules=rules(settings, validation_only=True),  # refused here as the workers would
         schema_registry_url=settings.schema_registry_url,
     ) as producer:
         for number, raw in enumerate(source, start=1):

@@ -189,6 +189,11 @@ def test_produce_cli_sends_exactly_the_good_lines(
         json.dumps(future),
         "{not json",
     ]
+    # refused by the configured blocklist (OMNI_IDENTIFIER_BLOCKLIST below), as a worker
+    # would refuse it, not by the defaults
+    blocked = json.loads(good[2])
+    blocked["envelope"]["identifiers"] = [{"kind": "member_card", "value": "TEST-CARD-0001"}]
+    bad.append(json.dumps(blocked))
     lines = good[:10] + bad[:3] + good[10:20] + bad[3:] + good[20:]
     source = tmp_path / "events.jsonl"
     source.write_bytes(
@@ -196,13 +201,15 @@ def test_produce_cli_sends_exactly_the_good_lines(
     )
     run = subprocess.run(
         [sys.executable, "-m", "streams.cli", "produce", str(source)],
-        capture_output=True, text=True, env={**stack.env}, timeout=120,
+        capture_output=True, text=True, timeout=120,
+        env={**stack.env, "OMNI_IDENTIFIER_BLOCKLIST": "TEST-CARD-0001"},
     )  # fmt: skip
     assert run.returncode == 1, run.stderr
     invalid_lines = sorted(
         int(x.split("line ")[1].split(":")[0]) for x in run.stderr.splitlines() if "invalid" in x
     )
-    assert invalid_lines == [11, 12, 13, 24, 25, len(lines) + 1]
+    assert invalid_lines == [11, 12, 13, 24, 25, 26, len(lines) + 1]
+    assert "illegal_value" in run.stderr
     assert "sku: Field required" in run.stderr
     assert "quantity: Input should be a valid integer" in run.stderr
     assert "unknown type 'teleport'" in run.stderr
