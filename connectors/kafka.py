@@ -191,10 +191,13 @@ class TouchpointProducer:
         type_name, model = self.validate(record, type_name)
         avro = model.to_avro()
         topic = topic_for(self.topic_prefix, type_name)
-        if self._registry is not None:
-            value = self._registry.encode(topic, type_name, avro)
-        else:
-            value = encode(type_name, avro)
+        try:
+            if self._registry is not None:
+                value = self._registry.encode(topic, type_name, avro)
+            else:
+                value = encode(type_name, avro)
+        except (ValueError, TypeError, OverflowError) as exc:  # what Avro cannot write
+            raise InvalidTouchpoint("record", "not_encodable", str(exc)[:200]) from exc
         if len(value) > MAX_MESSAGE_BYTES:
             raise InvalidTouchpoint(
                 "record", "too_large", f"{len(value)} bytes > {MAX_MESSAGE_BYTES}"

@@ -13,9 +13,31 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
-Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+_CENT = Decimal("0.01")
+
+
+def _in_cents(value: Decimal) -> Decimal:
+    """Money with exactly two places, as the schemas' ``decimal(14, 2)`` writes it: "1.000",
+    "1E+1" and "0E-5" are valid amounts (pydantic counts places after normalising), and
+    Avro would refuse them as written. Applied when a record is dumped (``to_avro``), so
+    validating what the workers decode, always in cents already, costs nothing more."""
+    return value if value.as_tuple().exponent == -2 else value.quantize(_CENT)
+
+
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=14, decimal_places=2),
+    PlainSerializer(_in_cents, return_type=Decimal),
+]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
 
 

@@ -613,3 +613,14 @@ def test_unknown_type_name_is_a_key_error_listing_the_known_ones() -> None:
         "app_order, identity_event, inventory_adjustment, livestream_click, minute_aggregate, "
         "order_status, points_entry" in str(info.value)
     )
+
+
+@pytest.mark.parametrize("written", ["1.000", "1E+1", "0E-5", "999999999999.990", "129.9"])
+def test_money_written_with_other_places_is_kept_in_cents(written: str) -> None:
+    """A valid amount spelled with more or fewer places, or an exponent, is held in cents,
+    so Avro's decimal(14, 2) writes it (it refused "1.000" as written)."""
+    data = FULL["store_scan"]().model_dump(mode="json")
+    record = MODELS["store_scan"].model_validate({**data, "paid_amount": written})
+    avro = record.to_avro()
+    assert avro["paid_amount"] == Decimal(written) and avro["paid_amount"].as_tuple().exponent == -2
+    assert decode(encode("store_scan", record.to_avro()))[1]["paid_amount"] == Decimal(written)
