@@ -170,15 +170,22 @@ class TouchpointProducer:
         self, record: Touchpoint | BaseModel | Mapping[str, Any], type_name: str | None = None
     ) -> tuple[str, Touchpoint]:
         """The record as a model, or ``ValidationError`` / ``InvalidTouchpoint``."""
+        if isinstance(record, BaseModel) and type_name is None:
+            try:
+                type_name = type_name_of(record)
+            except KeyError:
+                raise InvalidTouchpoint(
+                    "type", "unknown_type", type(record).__name__[:64]
+                ) from None
+        if type_name is None:
+            raise InvalidTouchpoint("type", "missing", "name the event type")
+        if type_name not in MODELS or type_name in INTERNAL_TYPES:
+            raise InvalidTouchpoint("type", "unknown_type", str(type_name)[:64])
         if isinstance(record, BaseModel):
-            type_name = type_name or type_name_of(record)
-            model = record
-        else:
-            if type_name is None:
-                raise InvalidTouchpoint("type", "missing", "name the event type")
-            if type_name not in MODELS or type_name in INTERNAL_TYPES:
-                raise InvalidTouchpoint("type", "unknown_type", str(type_name)[:64])
-            model = MODELS[type_name].model_validate(record)
+            # a model is checked again: model_copy(update=...) and model_construct skip
+            # validation, and the workers would dead-letter what they let through
+            record = record.model_dump()
+        model = MODELS[type_name].model_validate(record)
         plan_event(type_name, model, self._rules, self._clock())  # type: ignore[arg-type]
         return type_name, model  # type: ignore[return-value]
 
