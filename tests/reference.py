@@ -196,6 +196,7 @@ def points_and_stock(
             statuses.append(record)
         elif isinstance(record, InventoryAdjustment):
             assert record.kind.value == "receipt"
+    refunded: Counter[str] = Counter()  # cents refunded so far, per order
     for status in statuses:
         member, granted, paid, lines = orders[status.order_id]
         if status.status == "cancelled":
@@ -207,8 +208,12 @@ def points_and_stock(
                 reserved[key] -= q
                 on_hand[key] -= q
         elif status.status == "refunded" and status.refund_amount is not None:
-            back = min(granted, granted * int(status.refund_amount * 100) // paid)
-            points.append((member, -back))
+            # in proportion to all refunded so far, less what is back already
+            before = granted * refunded[status.order_id] // paid
+            refunded[status.order_id] = min(
+                paid, refunded[status.order_id] + int(status.refund_amount * 100)
+            )
+            points.append((member, before - granted * refunded[status.order_id] // paid))
     balances: Counter[str] = Counter()
     for key, delta in points:
         balances[graph.find(key)] += delta

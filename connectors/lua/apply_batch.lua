@@ -344,7 +344,7 @@ end
 -- partition) waits in `op:<order>` and is applied when the order arrives.
 local function apply_status(order_id, status, refund_cents, event_id, log)
   local o = P .. 'o:' .. order_id
-  local h = redis.call('HMGET', o, 'oid', 'pts', 'paid', 'state', 'rev', 'lines')
+  local h = redis.call('HMGET', o, 'oid', 'pts', 'paid', 'state', 'rev', 'lines', 'refunded')
   local oid, pts, paid, state, rev = h[1], num(h[2]), num(h[3]), h[4], num(h[5])
   local lines = cjson.decode(h[6] or '[]')
   local function reverse(amount)
@@ -400,8 +400,11 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
     redis.call('HSET', o, 'state', 'fulfilled')
     stat('orders_fulfilled', 1)
   elseif status == 'refunded' then
-    -- points back in proportion to the amount refunded (floor)
-    if paid > 0 then reverse(math.floor(pts * refund_cents / paid)) end
+    -- points back in proportion to all refunded so far (floor), less what is back
+    -- already: a full refund made in parts takes every point back
+    local refunded = math.min(paid, num(h[7]) + refund_cents)
+    redis.call('HSET', o, 'refunded', refunded)
+    if paid > 0 then reverse(math.floor(pts * refunded / paid) - rev) end
     stat('orders_refunded', 1)
   end
 end

@@ -434,3 +434,17 @@ def test_a_refused_claim_is_no_touch(services: Services) -> None:
     assert (order.attribution, order.points) == ("", 100)
     order = event("app_order", "card:C0", 3, 100, order_id="ORD2", amount=Decimal("100.00"))
     assert (order.attribution, order.points) == ("red_envelope:CMP-1", 200)
+
+
+def test_a_full_refund_in_parts_takes_every_point_back(services: Services) -> None:
+    """Each part's share is not floored on its own: 129 points, refunded in two halves."""
+    shop = Shop(services)
+    shop.receive("SKU1", "S1", 5)
+    shop.order("ORD1", "129.90", ("SKU1", "S1", 1))
+    assert shop.points() == 129
+    shop.status("ORD1", "refunded", "64.95")
+    assert shop.points() == 129 - 64  # floor(129 × ½)
+    shop.status("ORD1", "refunded", "64.95")
+    assert shop.points() == 0  # floor(129 × 1) back in all, not 64 + 64
+    shop.status("ORD1", "refunded", "1.00")  # refunded past what was paid: nothing more
+    assert shop.points() == 0 and shop.views.stats()["points_reversed"] == 129
