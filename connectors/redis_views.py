@@ -134,6 +134,9 @@ class Outcome(NamedTuple):
     new_member: bool = False
     backordered: bool = False
     claim_refused: bool = False
+    #: an app order whose order id was applied already, under another event id: recorded,
+    #: not applied again
+    order_repeated: bool = False
     #: points the event earned (after tier and campaign multipliers; 0 if refused)
     points: int = 0
     identity_log: tuple[IdentityChange, ...] = ()
@@ -164,7 +167,15 @@ def _parse(status: bytes | str, result: bytes | str) -> Outcome:
     changes = tuple(_change(e) for e in entries if not _is_move(e))
     moves = tuple(_move(e) for e in entries if _is_move(e))
     return Outcome(
-        status, one_id, created == "1", "B" in flags, "X" in flags, int(points), changes, moves
+        status,
+        one_id,
+        created == "1",
+        "B" in flags,
+        "X" in flags,
+        "R" in flags,
+        int(points),
+        changes,
+        moves,
     )
 
 

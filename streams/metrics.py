@@ -23,7 +23,9 @@ IDENTITY = Counter(
     "omni_identity_changes", "Merges, refused merges and unlinked identifiers", ["action"]
 )
 REFUSALS = Counter(
-    "omni_refusals", "Refused: claims past budget, reservations backordered", ["kind"]
+    "omni_refusals",
+    "Refused: claims past budget, reservations backordered, orders sent again",
+    ["kind"],
 )
 EVENT_LAG = Histogram(
     "omni_event_lag_seconds", "From event time to applied in the views",

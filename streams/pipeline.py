@@ -90,6 +90,14 @@ def provenance(plan: EventPlan, msg: Inbound, now: datetime) -> dict:
     }
 
 
+def _outcome(outcome: Outcome) -> str:
+    if outcome.claim_refused:
+        return "claim_refused"
+    if outcome.order_repeated:
+        return "order_repeated"
+    return "backordered" if outcome.backordered else ""
+
+
 def fact_record(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) -> dict:
     return {
         **provenance(plan, msg, now),
@@ -105,9 +113,7 @@ def fact_record(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) 
         "quantity": plan.quantity,
         "amount": plan.amount,
         "points": outcome.points,
-        "outcome": "claim_refused"
-        if outcome.claim_refused
-        else ("backordered" if outcome.backordered else ""),
+        "outcome": _outcome(outcome),
         "attribution": outcome.attribution,
     }
 
@@ -344,6 +350,8 @@ class TouchpointPipeline:
                 refusals["claim_past_budget"] += 1
             if outcome.backordered:
                 refusals["backordered"] += 1
+            if outcome.order_repeated:
+                refusals["order_repeated"] += 1
         metrics.add(metrics.EVENTS, events)
         metrics.add(metrics.IDENTITY, identity)
         metrics.add(metrics.REFUSALS, refusals)

@@ -3,7 +3,7 @@
 WITH firsts AS (
     SELECT one_id, toDate(min(event_time)) AS day,
            argMin(channel, event_time) AS first_channel,
-           countIf(touchpoint_type IN ('app_order', 'store_scan') AND amount > 0) AS purchases
+           countIf(touchpoint_type IN ('app_order', 'store_scan') AND amount > 0 AND outcome != 'order_repeated') AS purchases
     FROM touchpoint_facts FINAL
     WHERE one_id != ''
     GROUP BY one_id

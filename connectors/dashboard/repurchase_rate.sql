@@ -5,6 +5,6 @@ SELECT count() AS buyers,
 FROM (
     SELECT one_id, count() AS purchases
     FROM touchpoint_facts FINAL
-    WHERE touchpoint_type IN ('store_scan', 'app_order') AND amount > 0 AND one_id != ''
+    WHERE touchpoint_type IN ('store_scan', 'app_order') AND amount > 0 AND outcome != 'order_repeated' AND one_id != ''
     GROUP BY one_id
 )

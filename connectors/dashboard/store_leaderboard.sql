@@ -4,7 +4,7 @@ SELECT store_id,
        sum(amount) AS gmv,
        uniqExact(one_id) AS members
 FROM touchpoint_facts FINAL
-WHERE touchpoint_type IN ('store_scan', 'app_order') AND amount > 0 AND store_id != ''
+WHERE touchpoint_type IN ('store_scan', 'app_order') AND amount > 0 AND outcome != 'order_repeated' AND store_id != ''
   AND event_time >= now() - INTERVAL 24 HOUR
 GROUP BY store_id
 ORDER BY gmv DESC, store_id

@@ -548,6 +548,14 @@ local function apply_event(it)
     it.p = 0
     refused = 'X'
   end
+  -- an app order whose order id is known already (sent again under a new event id) is
+  -- recorded, not applied again: no second reservation, points, purchase or touch
+  local repeated = it.y == 'app_order' and redis.call('EXISTS', P .. 'o:' .. it.r) == 1
+  if repeated then
+    it.p, it.b, it.h, it.s = 0, 0, '', {}
+    refused = 'R'
+    stat('orders_repeated', 1)
+  end
   if oid ~= '' then
     -- The member's profile: one read and one write of its hash, whatever the event does
     -- to it; a field is written under the same conditions as it changes.
@@ -582,7 +590,7 @@ local function apply_event(it)
     if it.t > act then put('act', it.t) end
     -- attribution: an app order goes to the member's last touch within the window
     local touch = ''
-    if it.y == 'app_order' then
+    if it.y == 'app_order' and not repeated then
       if h[7] and it.t >= lts and it.t - lts <= WINDOW then
         touch = h[7]
         log[#log + 1] = {action = 'attributed', one_id = oid, other = '', reason = touch,
@@ -628,7 +636,7 @@ local function apply_event(it)
   end
   local flags, reserved = apply_stock(it)
   flags = flags .. refused
-  apply_order(it, oid, reserved, flags, log)
+  if not repeated then apply_order(it, oid, reserved, flags, log) end
   for _, mv in ipairs(MOVES) do log[#log + 1] = mv end
   count_minute(it, refused == '')
   stat('facts', 1)

@@ -293,7 +293,7 @@ def test_an_app_order_is_attributed_to_the_last_touch_within_the_window(
 
     def event(kind: str, keys: tuple[str, ...], minutes: int, touch: str = "") -> Outcome:
         plan = EventPlan(f"e{minutes}-{kind}", kind, T0 + timedelta(minutes=minutes), "app",
-                         keys, 0, (), touch=touch)  # fmt: skip
+                         keys, 0, (), touch=touch, order_id=f"ORD-{minutes}")  # fmt: skip
         return views.apply([event_item(plan, "t/0", next(offset))])[0]
 
     # an anonymous viewer clicks in a livestream, then buys signed in on that phone
@@ -313,6 +313,8 @@ def member_events(views: RedisViews) -> Callable[..., Outcome]:
     offsets = iter(range(1, 1000))
 
     def event(kind: str, days: float, points: int = 0, touch: str = "", **more: object) -> Outcome:
+        if kind == "app_order":
+            more.setdefault("order_id", f"ORD-{days}")  # every order its own
         plan = EventPlan(f"{kind}-{days}", kind, T0 + timedelta(days=days), "app",
                          ("card:C1",), points, (), touch=touch, **more)  # type: ignore[arg-type]  # fmt: skip
         return views.apply([event_item(plan, "t/0", next(offsets))])[0]
@@ -448,3 +450,18 @@ def test_a_full_refund_in_parts_takes_every_point_back(services: Services) -> No
     assert shop.points() == 0  # floor(129 × 1) back in all, not 64 + 64
     shop.status("ORD1", "refunded", "1.00")  # refunded past what was paid: nothing more
     assert shop.points() == 0 and shop.views.stats()["points_reversed"] == 129
+
+
+def test_an_order_sent_again_under_a_new_event_id_is_applied_once(services: Services) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "S1", 5)
+    first = shop.order("ORD1", "99.00", ("SKU1", "S1", 2))
+    again = shop.order("ORD1", "99.00", ("SKU1", "S1", 2))  # e2, not e1: no duplicate
+    assert (first.status, first.points, first.order_repeated) == ("new", 99, False)
+    assert (again.status, again.points, again.order_repeated) == ("new", 0, True)
+    assert again.one_id == first.one_id and not again.stock_moves
+    assert shop.stock("SKU1", "S1") == (5, 2, 3) and shop.points() == 99
+    shop.status("ORD1", "cancelled")  # the one order, released once
+    assert shop.stock("SKU1", "S1") == (5, 0, 5) and shop.points() == 0
+    stats = shop.views.stats()
+    assert (stats["orders"], stats["orders_repeated"], stats["reservations"]) == (1, 1, 1)
