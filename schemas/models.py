@@ -39,6 +39,10 @@ Money = Annotated[
     PlainSerializer(_in_cents, return_type=Decimal),
 ]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
+#: a store or warehouse holding stock: the views key stock as ``<sku>@<location>``, so a
+#: location never contains "@" (SKU "A@B" at "C" and SKU "A" at "B@C" would be one key)
+AnyLocation = Annotated[str, Field(max_length=256, pattern=r"^[^@]*$")]
+Location = Annotated[AnyLocation, Field(min_length=1)]
 
 
 class _Record(BaseModel):
@@ -67,7 +71,8 @@ class DeviceRole(StrEnum):
 class Identifier(_Record):
     kind: IdentifierKind
     value: Annotated[str, Field(max_length=256)]
-    app_id: str | None = None
+    #: an openid's key is ``openid:<app_id>:<value>``: an app id never contains ":"
+    app_id: Annotated[str, Field(max_length=256, pattern=r"^[^:]*$")] | None = None
     device_role: DeviceRole | None = None
 
     @model_validator(mode="after")
@@ -117,7 +122,7 @@ class PaymentMethod(StrEnum):
 
 class StoreScan(_Record):
     envelope: Envelope
-    store_id: Text
+    store_id: Location
     staff_id: str | None = None
     scan_kind: ScanKind = ScanKind.checkout
     lines: list[OrderLine] = Field(default_factory=list, max_length=500)
@@ -170,7 +175,7 @@ class FulfilmentMode(StrEnum):
 
 class Fulfilment(_Record):
     mode: FulfilmentMode
-    store_id: str | None = None
+    store_id: AnyLocation | None = None
     latitude: Annotated[float, Field(ge=-90, le=90)] | None = None
     longitude: Annotated[float, Field(ge=-180, le=180)] | None = None
 
@@ -225,14 +230,16 @@ class InventoryAdjustment(_Record):
     envelope: Envelope
     kind: AdjustmentKind
     sku: Text
-    location_id: Text
-    from_location_id: str | None = None
+    location_id: Location
+    from_location_id: AnyLocation | None = None
     quantity: Annotated[int, Field(ge=0, le=10_000_000)]
 
     @model_validator(mode="after")
     def _movement_rules(self) -> InventoryAdjustment:
         if self.kind == AdjustmentKind.transfer and not self.from_location_id:
             raise ValueError("a transfer needs from_location_id")
+        if self.kind == AdjustmentKind.transfer and self.from_location_id == self.location_id:
+            raise ValueError("a transfer moves stock between two locations")
         if self.kind != AdjustmentKind.count and self.quantity == 0:
             raise ValueError("a receipt or transfer moves at least one unit")
         return self

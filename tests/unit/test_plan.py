@@ -397,6 +397,39 @@ def test_pickup_needs_a_store() -> None:
         Fulfilment(mode=FulfilmentMode.pickup, store_id="")
 
 
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: store_scan(store_id="S1@X"),
+        lambda: Fulfilment(mode=FulfilmentMode.pickup, store_id="S1@X"),
+        lambda: inventory_adjustment(location_id="WH@1"),
+        lambda: inventory_adjustment(kind=AdjustmentKind.transfer, from_location_id="WH@1"),
+    ],
+)
+def test_a_location_never_holds_an_at_sign(build: Any) -> None:
+    """Stock is keyed ``<sku>@<location>``: SKU "A@B" at "C" and SKU "A" at "B@C" would
+    be one key."""
+    with pytest.raises(ValidationError) as info:
+        build()
+    assert info.value.errors()[0]["type"] == "string_pattern_mismatch"
+
+
+def test_an_app_id_never_holds_a_colon() -> None:
+    """openid keys are ``openid:<app_id>:<value>``: ("a:b", "c") and ("a", "b:c") would
+    be one person."""
+    with pytest.raises(ValidationError) as info:
+        openid("b:c", app_id="wx:a")
+    assert info.value.errors()[0]["loc"] == ("app_id",)
+    assert openid("b:c", app_id="wx-a").app_id == "wx-a"  # a colon in the openid is fine
+
+
+def test_a_transfer_moves_between_two_locations() -> None:
+    with pytest.raises(ValidationError, match="between two locations"):
+        inventory_adjustment(kind=AdjustmentKind.transfer, from_location_id="S001")
+    moved = inventory_adjustment(kind=AdjustmentKind.transfer, from_location_id="WH1")
+    assert moved.from_location_id == "WH1"
+
+
 def test_refund_needs_an_amount() -> None:
     with pytest.raises(ValidationError, match="a refund needs refund_amount"):
         order_status(status=OrderStatusKind.refunded)
