@@ -8,7 +8,7 @@ clock or configuration (event time window, identifier blocklist) live in
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -39,6 +39,12 @@ Money = Annotated[
     PlainSerializer(_in_cents, return_type=Decimal),
 ]
 Text = Annotated[str, Field(min_length=1, max_length=256)]
+#: an instant a reader can turn back into a datetime: 0001-01-01T00:00+08:00 is in year 0
+#: in UTC, which Avro's timestamp-millis writes and no reader can give back
+Instant = Annotated[
+    AwareDatetime,
+    Field(ge=datetime(1, 1, 2, tzinfo=UTC), le=datetime(9999, 12, 30, tzinfo=UTC)),
+]
 #: a store or warehouse holding stock: the views key stock as ``<sku>@<location>``, so a
 #: location never contains "@" (SKU "A@B" at "C" and SKU "A" at "B@C" would be one key)
 AnyLocation = Annotated[str, Field(max_length=256, pattern=r"^[^@]*$")]
@@ -91,9 +97,9 @@ class Consent(_Record):
 
 class Envelope(_Record):
     event_id: Annotated[str, Field(min_length=1, max_length=128)]
-    event_time: AwareDatetime
+    event_time: Instant
     time_zone: str = "Asia/Shanghai"
-    produced_time: AwareDatetime
+    produced_time: Instant
     source: Text
     identifiers: list[Identifier] = Field(default_factory=list, max_length=32)
     consent: Consent = Consent()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -428,6 +428,22 @@ def test_a_transfer_moves_between_two_locations() -> None:
         inventory_adjustment(kind=AdjustmentKind.transfer, from_location_id="S001")
     moved = inventory_adjustment(kind=AdjustmentKind.transfer, from_location_id="WH1")
     assert moved.from_location_id == "WH1"
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=8))),  # year 0 in UTC
+        datetime(9999, 12, 31, 20, tzinfo=timezone(timedelta(hours=-8))),  # year 10000
+    ],
+)
+@pytest.mark.parametrize("field", ["event_time", "produced_time"])
+def test_an_instant_no_reader_could_give_back_is_refused(field: str, when: datetime) -> None:
+    """Avro writes such an instant; decoding it fails, so the record would reach the
+    workers only to be dead-lettered as bad Avro."""
+    with pytest.raises(ValidationError) as info:
+        envelope(**{field: when})
+    assert info.value.errors()[0]["loc"] == (field,)
 
 
 def test_refund_needs_an_amount() -> None:
