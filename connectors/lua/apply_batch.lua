@@ -92,13 +92,17 @@ local function resolve(oid)
 end
 
 local function num(v) return tonumber(v) or 0 end
+-- An integer as text, every digit kept: Lua writes numbers into strings, and cjson into
+-- JSON, with 14 significant digits ("1.4999999999999e+14"); an HSET argument keeps 17.
+-- Points and money sums the script returns go through it (exact up to 2^53).
+local function int(x) return string.format('%d', x) end
 
 -- The points ledger: every change of a balance is an entry with a unique reference
 -- (event, rule). The full ledger goes to ClickHouse; Redis keeps the newest RECENT.
 local RECENT = 5
 local function ledger(oid, event_id, rule, delta)
   -- trimmed only once it holds more than RECENT (most members have fewer)
-  if redis.call('LPUSH', P .. 'l:' .. oid, event_id .. ' ' .. rule .. ' ' .. delta) > RECENT then
+  if redis.call('LPUSH', P .. 'l:' .. oid, event_id .. ' ' .. rule .. ' ' .. int(delta)) > RECENT then
     redis.call('LTRIM', P .. 'l:' .. oid, 0, RECENT - 1)
   end
 end
@@ -220,7 +224,7 @@ local function stitch(it)
         if survivor ~= oid then kept, moved = kx, ko end
         local pts = merge(absorbed, survivor, kept, moved)
         log[#log + 1] = {action = 'merge', one_id = survivor, other = absorbed, reason = '',
-                         kept = kept, moved = moved, points = pts}
+                         kept = kept, moved = moved, points = int(pts)}
         for k, o in pairs(owner) do if o == absorbed then owner[k] = survivor end end
         oid = survivor
       end
@@ -361,7 +365,7 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
         local rule = 'reverse:' .. status
         ledger(live, event_id, rule, -take)
         log[#log + 1] = {action = 'points', one_id = live, other = event_id, reason = rule,
-                         kept = {}, moved = {}, points = -take}
+                         kept = {}, moved = {}, points = int(-take)}
       end
       if take < amount then stat('points_unrecovered', amount - take) end
     end
@@ -531,7 +535,11 @@ local function minute_snapshots()
       local h = read_bucket(b)
       if h[1] then row = bucket_row(b, h, {}) end
     end
-    if row then rows[#rows + 1] = row end
+    if row then
+      -- (gmv and refunds are cents: two of the largest orders make 15 digits)
+      for j = 2, #row do row[j] = int(row[j]) end
+      rows[#rows + 1] = row
+    end
   end
   return rows
 end
@@ -584,7 +592,7 @@ local function apply_event(it)
         stat('points_expired', lapsed)
         ledger(oid, it.id, 'expire:inactive', -lapsed)
         log[#log + 1] = {action = 'points', one_id = oid, other = it.id,
-                         reason = 'expire:inactive', kept = {}, moved = {}, points = -lapsed}
+                         reason = 'expire:inactive', kept = {}, moved = {}, points = int(-lapsed)}
       end
     end
     if it.t > act then put('act', it.t) end
@@ -641,7 +649,7 @@ local function apply_event(it)
   count_minute(it, refused == '')
   stat('facts', 1)
   stat('type:' .. it.y, 1)
-  local res = oid .. '|' .. created .. '|' .. flags .. '|' .. it.p
+  local res = oid .. '|' .. created .. '|' .. flags .. '|' .. int(it.p)
   -- the log rides along, so a redelivered event re-emits it too
   if #log > 0 then res = res .. '|' .. cjson.encode(log) end
   return res
