@@ -5,6 +5,7 @@ with a deduplication token, and read-only queries enforced by ClickHouse itself.
 from __future__ import annotations
 
 import re
+import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
-from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+from clickhouse_connect.driver.exceptions import (
+    ClickHouseError,
+    DatabaseError,
+    DataError,
+    OperationalError,
+)
 
 from connectors.errors import WarehouseUnavailable
 
@@ -55,6 +61,25 @@ def avro_fit(fields: Sequence[dict[str, Any]], columns: dict[str, str]) -> dict[
 
 class AvroRefused(RuntimeError):
     """ClickHouse answered an Avro insert with an error: not a reason to retry as is."""
+
+
+#: ClickHouse error codes that refuse the rows themselves, not the service: the same rows
+#: are refused on every retry. 6, 27, 38, 41, 72: a value that does not parse; 53, 70:
+#: a type that does not convert; 69, 321, 407: a value out of its type's range; 117:
+#: incorrect data; 131: a string too large; 190: arrays of different sizes; 349: NULL in
+#: a column that takes none; 469: a table constraint. Anything else (the table missing,
+#: too many parts, memory, read-only) is the service's, and the insert waits.
+ROWS_REFUSED_CODES = frozenset({6, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 349, 407, 469})
+
+
+class RowsRefused(RuntimeError):
+    """ClickHouse, or the client writing its block, will not take these rows as they are:
+    retrying them unchanged cannot succeed. ``detail`` names the refusal without the
+    values (ClickHouse's messages quote them)."""
+
+    def __init__(self, table: str, detail: str):
+        super().__init__(f"clickhouse refused rows for {table}: {detail}")
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -149,8 +174,20 @@ class Warehouse:
                     column_names=list(columns),
                     settings={"insert_deduplication_token": token},
                 )
-        except (OperationalError, ClickHouseError) as exc:
+        except OperationalError as exc:
             raise WarehouseUnavailable(f"clickhouse insert into {table}: {exc}") from exc
+        except DataError as exc:  # the client could not write a value into its column
+            raise RowsRefused(table, str(exc).splitlines()[0][:200]) from exc
+        except DatabaseError as exc:
+            if exc.code in ROWS_REFUSED_CODES:
+                detail = f"ClickHouse error {exc.code} {exc.name or ''}".rstrip()
+                raise RowsRefused(table, detail) from exc
+            raise WarehouseUnavailable(f"clickhouse insert into {table}: {exc}") from exc
+        except ClickHouseError as exc:
+            raise WarehouseUnavailable(f"clickhouse insert into {table}: {exc}") from exc
+        except (ArithmeticError, ValueError, TypeError, struct.error) as exc:
+            # a value the client's column writer cannot take at all
+            raise RowsRefused(table, f"{type(exc).__name__} writing the block") from exc
 
     def insert_avro(self, table: str, columns: Sequence[str], container: bytes, token: str) -> None:
         """``insert`` of records as they came off Kafka, in an Avro container

@@ -11,7 +11,10 @@
   (a known schema of a table's type, or the dead-letter topic) and decodes records itself
   only when a table's columns would not take every value as written (``avro_fit``), a
   record was written with an earlier schema, or ClickHouse refuses the container (the
-  decoder then finds the record it could not read; docs/clickhouse.md). ClickHouse is
+  decoder then finds the record it could not read; docs/clickhouse.md). Rows ClickHouse
+  refuses as they are (a value out of its column's range, a table constraint) are found
+  by inserting halves, and go to the dead-letter topic with the reason; the rest are
+  inserted. ClickHouse is
   more lenient than the Python decoder in two ways: bytes after a record's last field are
   ignored, and strings are not checked for UTF-8; the workers' own encoder writes neither.
 * ClickHouse down: the consumer pauses (staying in its group), retries with backoff,
@@ -42,6 +45,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from connectors.clickhouse import (
     AvroRefused,
     QueryRefused,
+    RowsRefused,
     Warehouse,
     avro_fit,
     dashboard_queries,
@@ -81,6 +85,8 @@ class TableBatch:
     messages: list[Message] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
     rows: list[list[Any]] | None = None
+    #: the message each of ``rows`` came from
+    sources: list[Message] = field(default_factory=list)
     current: bool = True
 
     @property
@@ -88,8 +94,10 @@ class TableBatch:
         return len(self.messages) if self.rows is None else len(self.rows)
 
 
-def _letter(msg: Message, exc: DecodeError) -> DeadLetter:
-    """A facts-topic message the sink cannot read, with the reason."""
+def _letter(msg: Message, exc: DecodeError | RowsRefused) -> DeadLetter:
+    """A facts-topic message the sink cannot read, or whose row ClickHouse refuses, with
+    the reason."""
+    reason = exc.reason if isinstance(exc, DecodeError) else "warehouse_refused"
     return DeadLetter(
         msg.topic(),
         msg.partition(),
@@ -97,7 +105,7 @@ def _letter(msg: Message, exc: DecodeError) -> DeadLetter:
         msg.key(),
         msg.value(),
         type(exc).__name__,
-        exc.reason,
+        reason,
         "value",
         exc.detail,
     )
@@ -152,6 +160,7 @@ class FactSink:
             "insert_retries": 0,
             "avro_refused": 0,
             "rows_avro": 0,
+            "rows_refused": 0,
         }
 
     # -- consumer group -------------------------------------------------------------
@@ -189,7 +198,7 @@ class FactSink:
         """The table's records as rows; those that do not decode go to the dead letters
         (all of them in one delivery)."""
         columns = COLUMNS[type_name]
-        table.rows, letters = [], []
+        table.rows, table.sources, letters = [], [], []
         for msg in table.messages:
             try:
                 record = decode(msg.value())[1]
@@ -197,6 +206,7 @@ class FactSink:
                 letters.append(_letter(msg, exc))
                 continue
             table.rows.append([record[c] for c in columns])
+            table.sources.append(msg)
         if letters:
             self._dead_letters(letters)
 
@@ -293,7 +303,35 @@ class FactSink:
         if table.rows is None:
             self._decode(type_name, table)
         if table.rows:
-            self.warehouse.insert(name, columns, table.rows, token)
+            self._insert_rows(name, columns, table, token)
+
+    def _insert_rows(
+        self, name: str, columns: tuple[str, ...], table: TableBatch, token: str
+    ) -> None:
+        """Insert the table's decoded rows. Rows ClickHouse refuses as they are would be
+        refused on every retry: halves are inserted on their own (each with a token of its
+        own, so a retry of the whole inserts none of them twice) until each refused row is
+        alone; those go to the dead-letter topic and leave the batch."""
+        rows = table.rows or []
+        spans, refused = [(0, len(rows))], []
+        while spans:
+            lo, hi = spans.pop()
+            try:
+                part = token if (lo, hi) == (0, len(rows)) else f"{token}#{lo}-{hi}"
+                self.warehouse.insert(name, columns, rows[lo:hi], part)
+            except RowsRefused as exc:
+                if hi - lo == 1:
+                    refused.append((lo, exc))
+                    continue
+                mid = (lo + hi) // 2
+                spans += [(mid, hi), (lo, mid)]  # the first half first
+        if refused:
+            log.warning("%d rows for %s refused: %s", len(refused), name, refused[0][1])
+            self._dead_letters([_letter(table.sources[i], exc) for i, exc in refused])
+            self.stats["rows_refused"] += len(refused)
+            gone = {i for i, _ in refused}
+            table.rows = [row for i, row in enumerate(rows) if i not in gone]
+            table.sources = [m for i, m in enumerate(table.sources) if i not in gone]
 
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe(

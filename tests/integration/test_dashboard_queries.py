@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from connectors.clickhouse import Warehouse, dashboard_queries
+from connectors.clickhouse import RowsRefused, Warehouse, dashboard_queries
 from streams.sink import COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -146,3 +146,26 @@ def test_conversions(warehouse: Warehouse) -> None:
 def test_points_liability(warehouse: Warehouse) -> None:
     rows = {r["rule"]: r["points"] for r in run(warehouse, "points_liability")}
     assert rows == {"earn:app_order": 150, "reverse:cancelled": -50}
+
+
+@pytest.mark.parametrize(
+    "value", [{"quantity": 2**40}, {"amount": Decimal("1e30")}, {"points": "many"}]
+)
+def test_a_row_its_columns_cannot_take_is_refused_not_waited_for(
+    warehouse: Warehouse, value: dict[str, Any]
+) -> None:
+    """The sink dead-letters refused rows (tests/integration/test_sink_records.py); an
+    unavailable warehouse it waits for. A value no retry would make fit is a refusal."""
+    before = warehouse.query("SELECT count() FROM touchpoint_facts").rows
+    with pytest.raises(RowsRefused) as refused:
+        warehouse.insert(
+            "touchpoint_facts",
+            COLUMNS["touchpoint_fact"],
+            [
+                fact(90, "app_order", "app", "O9", "1.00"),
+                fact(91, "app_order", "app", "O9", **value),
+            ],
+            "refused",
+        )
+    assert refused.value.detail and "O9" not in refused.value.detail
+    assert warehouse.query("SELECT count() FROM touchpoint_facts").rows == before

@@ -2,10 +2,12 @@
 table): every table gets exactly the values the workers wrote; a record ClickHouse cannot
 read, one in an earlier schema, one of a foreign type and one that is not Avro at all are
 each decoded here, dead-lettered with their reason or inserted, and cost their batch
-nothing else."""
+nothing else; so do rows ClickHouse refuses as they are."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,8 @@ from schemas.contract import contract
 from streams import reads
 from streams.wiring import dlq_topic, facts_topic
 
+from ..harness import Running as Stack
+from ..harness import run_stack as start_stack
 from ..harness import sink_stats
 from ..unit.factories import store_scan
 from .conftest import Running
@@ -245,3 +249,50 @@ def test_records_clickhouse_cannot_take_are_sorted_out_here(
     got = {letter.original_offset: letter.reason for letter in letters}
     want = {values.index(value): reason for reason, value in bad.items()}
     assert got == want
+
+
+#: run before the sink starts, in a process of its own (an embedded warehouse has one
+#: owner): the tables, and a constraint an operator added to the facts table
+CONSTRAINED = """
+import sys
+from connectors.clickhouse import Warehouse
+w = Warehouse.connect(sys.argv[1])
+w.migrate()
+w.client.command("ALTER TABLE touchpoint_facts ADD CONSTRAINT small CHECK quantity < 1000")
+"""
+
+
+def test_rows_clickhouse_refuses_are_dead_lettered_and_the_rest_inserted(
+    make_settings: Callable[..., Any],
+) -> None:
+    settings = make_settings()
+    subprocess.run(
+        [sys.executable, "-c", CONSTRAINED, settings.clickhouse_dsn], check=True, timeout=120
+    )
+    started: list[Stack] = []
+    try:
+        stack = start_stack(settings, 0, True, started)
+        sent = [fact(n) for n in range(1, 41)]
+        refused = {6, 7, 32}  # by offset: facts 7, 8 and 33
+        for i in refused:
+            sent[i]["quantity"] = 5000
+        produce(stack, [encode("touchpoint_fact", r) for r in sent])
+        good = [r for i, r in enumerate(sent) if i not in refused]
+        stats = wait_taken(stack, len(good), len(refused))
+        assert stats["rows_written"] == len(good) and stats["dead_lettered"] == len(refused)
+        assert stats["rows_refused"] == len(refused)
+        assert shown(stack, "touchpoint_facts") == expected(good, "touchpoint_facts")
+        letters = list(read_letters(stack.endpoints.kafka_bootstrap, dlq_topic(stack.settings)))
+        assert sorted(letter.original_offset for letter in letters) == sorted(refused)
+        assert {(x.reason, x.detail) for x in letters} == {
+            ("warehouse_refused", "ClickHouse error 469 VIOLATED_CONSTRAINT")
+        }
+        # and the sink goes on with what comes next
+        more = [fact(n) for n in range(41, 46)]
+        produce(stack, [encode("touchpoint_fact", r) for r in more])
+        stats = wait_taken(stack, len(good) + len(more), len(refused))
+        assert stats["rows_written"] == len(good) + len(more)
+        assert shown(stack, "touchpoint_facts") == expected(good + more, "touchpoint_facts")
+    finally:
+        for running in started:
+            running.stop()
