@@ -180,7 +180,7 @@ def _parse(status: bytes | str, result: bytes | str) -> Outcome:
 
 
 def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
-    return {
+    item = {
         "tp": tp,
         "o": offset,
         "id": plan.event_id,
@@ -200,6 +200,9 @@ def event_item(plan: EventPlan, tp: str, offset: int) -> dict[str, Any]:
         "H": 1 if plan.pickup else 0,
         "a": bucket_of(plan),
     }
+    if plan.order_status and plan.store_id:
+        item["S"] = plan.store_id  # where a backordered order ships from
+    return item
 
 
 def dead_item(tp: str, offset: int) -> dict[str, Any]:

@@ -217,7 +217,8 @@ class OrderStatus(_Record):
     order_id: Text
     status: OrderStatusKind
     refund_amount: Money | None = None
-    store_id: str | None = None
+    #: where a backordered order's lines leave the shelf when it ships (no ``@``: a stock key)
+    store_id: AnyLocation | None = None
 
     @model_validator(mode="after")
     def _refund_has_amount(self) -> OrderStatus:

@@ -346,9 +346,10 @@ end
 -- Orders (docs/redis-keys.md `o:`): what an order holds, so its later statuses can
 -- undo or complete it. A status that arrives before its order (another topic, another
 -- partition) waits in `op:<order>` and is applied when the order arrives.
-local function apply_status(order_id, status, refund_cents, event_id, log)
+local function apply_status(order_id, status, refund_cents, event_id, at, log)
   local o = P .. 'o:' .. order_id
-  local h = redis.call('HMGET', o, 'oid', 'pts', 'paid', 'state', 'rev', 'lines', 'refunded')
+  local h = redis.call('HMGET', o, 'oid', 'pts', 'paid', 'state', 'rev', 'lines', 'refunded',
+    'at')
   local oid, pts, paid, state, rev = h[1], num(h[2]), num(h[3]), h[4], num(h[5])
   local lines = cjson.decode(h[6] or '[]')
   local function reverse(amount)
@@ -400,6 +401,16 @@ local function apply_status(order_id, status, refund_cents, event_id, log)
     elseif state == 'expired' then
       -- collected after its hold lapsed: a plain sale from the shelf
       for _, l in ipairs(lines) do take(l[1], l[2], 'sale') end
+    elseif state == 'backordered' then
+      -- it held nothing: what it asked for ([sku, qty]) leaves the shelf it went from,
+      -- the status's store, else a pick-up order's own; neither known: counted
+      local place = at
+      if place == '' then place = h[8] or '' end
+      if place == '' then
+        stat('backorders_unplaced', 1)
+      else
+        for _, l in ipairs(lines) do take(stock_key(l[1], place), l[2], 'sale') end
+      end
     end
     redis.call('HSET', o, 'state', 'fulfilled')
     stat('orders_fulfilled', 1)
@@ -436,7 +447,14 @@ local function apply_order(it, oid, reserved, flags, log)
     local lines = {}
     for _, r in ipairs(reserved) do lines[#lines + 1] = {r[1], r[2]} end
     local state = 'reserved'
-    if string.find(flags, 'B', 1, true) then state = 'backordered' end
+    if string.find(flags, 'B', 1, true) then
+      -- held nothing: what it asks for is kept, to leave the shelf when it ships
+      state = 'backordered'
+      for _, op in ipairs(it.s) do
+        if op[1] == 'reserve' then lines[#lines + 1] = {op[2], op[4]} end
+      end
+      if it.H == 1 and #it.s > 0 then redis.call('HSET', o, 'at', it.s[1][3]) end
+    end
     redis.call('HSET', o, 'oid', oid, 'pts', it.p, 'paid', it.m, 'state', state, 'rev', 0,
       'lines', cjson.encode(lines))
     -- a pick-up reservation is held for hold_ms, then released (expire_holds)
@@ -447,14 +465,14 @@ local function apply_order(it, oid, reserved, flags, log)
     local waiting = redis.call('LRANGE', P .. 'op:' .. it.r, 0, -1)
     for _, w in ipairs(waiting) do
       local st = cjson.decode(w)
-      apply_status(it.r, st[1], st[2], st[3], log)
+      apply_status(it.r, st[1], st[2], st[3], st[4] or '', log)
     end
     if #waiting > 0 then redis.call('DEL', P .. 'op:' .. it.r) end
   elseif it.y == 'order_status' then
     if redis.call('EXISTS', P .. 'o:' .. it.r) == 1 then
-      apply_status(it.r, it.u, it.m, it.id, log)
+      apply_status(it.r, it.u, it.m, it.id, it.S, log)
     else
-      redis.call('RPUSH', P .. 'op:' .. it.r, cjson.encode({it.u, it.m, it.id}))
+      redis.call('RPUSH', P .. 'op:' .. it.r, cjson.encode({it.u, it.m, it.id, it.S}))
       stat('statuses_early', 1)
     end
   end
@@ -546,7 +564,7 @@ end
 
 local function apply_event(it)
   -- optional fields of an item (connectors/redis_views.py event_item writes them all)
-  it.h, it.g, it.u, it.r = it.h or '', it.g or '', it.u or '', it.r or ''
+  it.h, it.g, it.u, it.r, it.S = it.h or '', it.g or '', it.u or '', it.r or '', it.S or ''
   it.m, it.b, it.H, it.p = it.m or 0, it.b or 0, it.H or 0, it.p or 0
   local oid, created, log = '', 0, {}
   MOVES = {}

@@ -49,7 +49,9 @@ class Shop:
         op = StockOp("receive", sku, location, quantity)
         self._apply(self._plan("inventory_adjustment", channel="erp", stock=(op,)))
 
-    def order(self, order_id: str, paid: str, *lines: tuple[str, str, int]) -> Outcome:
+    def order(
+        self, order_id: str, paid: str, *lines: tuple[str, str, int], pickup: bool = False
+    ) -> Outcome:
         held = tuple(StockOp("reserve", sku, loc, q) for sku, loc, q in lines)
         return self._apply(
             self._plan(
@@ -60,16 +62,18 @@ class Shop:
                 order_id=order_id,
                 amount=Decimal(paid),
                 purchase=True,
+                pickup=pickup,
             )
         )
 
-    def status(self, order_id: str, status: str, refund: str = "0") -> Outcome:
+    def status(self, order_id: str, status: str, refund: str = "0", at: str = "") -> Outcome:
         plan = self._plan(
             "order_status",
             channel="other",
             order_id=order_id,
             order_status=status,
             amount=Decimal(refund),
+            store_id=at,
         )
         return self._apply(plan, topic="status/0")
 
@@ -136,6 +140,53 @@ def test_a_backordered_order_holds_nothing_and_cancels_cleanly(services: Service
     shop.status("ORD1", "cancelled")
     assert shop.stock("SKU1", "S1") == (1, 0, 1)
     assert shop.points() == 0
+
+
+def test_a_backordered_order_that_ships_leaves_the_shelf_it_ships_from(
+    services: Services,
+) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "WH", 1)
+    shop.receive("SKU2", "WH", 9)
+    assert shop.order("ORD1", "10.00", ("SKU1", "WH", 2), ("SKU2", "WH", 3)).backordered
+    shop.receive("SKU1", "WH", 5)  # the stock it waited for
+    shipped = shop.status("ORD1", "shipped", at="WH")
+    assert (shop.stock("SKU1", "WH"), shop.stock("SKU2", "WH")) == ((4, 0, 4), (6, 0, 6))
+    assert [(m.sku, m.kind, m.on_hand_delta) for m in shipped.stock_moves] == [
+        ("SKU1", "sale", -2),
+        ("SKU2", "sale", -3),
+    ]
+    shop.status("ORD1", "shipped", at="WH")  # a second shipment (another event): no effect
+    assert shop.stock("SKU1", "WH") == (4, 0, 4)
+    assert shop.views.stats()["orders_fulfilled"] == 1
+
+
+def test_a_backordered_pick_up_leaves_its_store_and_an_unplaced_shipment_is_counted(
+    services: Services,
+) -> None:
+    shop = Shop(services)
+    assert shop.order("ORD1", "10.00", ("SKU1", "S1", 2), pickup=True).backordered
+    shop.receive("SKU1", "S1", 3)
+    shop.status("ORD1", "picked_up")  # no store on the status: the order's own
+    assert shop.stock("SKU1", "S1") == (1, 0, 1)
+    # a delivery order, backordered, shipped with no store named: nothing to take it from
+    shop.receive("SKU2", "WH", 1)
+    assert shop.order("ORD2", "10.00", ("SKU2", "WH", 4)).backordered
+    shop.status("ORD2", "shipped")
+    assert shop.stock("SKU2", "WH") == (1, 0, 1)
+    stats = shop.views.stats()
+    assert (stats["orders_fulfilled"], stats["backorders_unplaced"]) == (2, 1)
+
+
+def test_a_shipment_read_before_its_backordered_order_waits_with_its_store(
+    services: Services,
+) -> None:
+    shop = Shop(services)
+    shop.receive("SKU1", "WH", 1)
+    shop.status("ORD1", "shipped", at="WH2")  # the status topic was read first
+    shop.receive("SKU1", "WH2", 5)
+    assert shop.order("ORD1", "10.00", ("SKU1", "WH", 3)).backordered
+    assert (shop.stock("SKU1", "WH"), shop.stock("SKU1", "WH2")) == ((1, 0, 1), (2, 0, 2))
 
 
 def test_a_status_before_its_order_waits_for_it(services: Services) -> None:

@@ -404,6 +404,7 @@ def test_pickup_needs_a_store() -> None:
         lambda: Fulfilment(mode=FulfilmentMode.pickup, store_id="S1@X"),
         lambda: inventory_adjustment(location_id="WH@1"),
         lambda: inventory_adjustment(kind=AdjustmentKind.transfer, from_location_id="WH@1"),
+        lambda: order_status(store_id="WH@1"),
     ],
 )
 def test_a_location_never_holds_an_at_sign(build: Any) -> None:
