@@ -109,6 +109,12 @@ end
 
 local function keys_of(oid) return redis.call('SMEMBERS', P .. 'mi:' .. oid) end
 
+-- expiry (OMNI_POINTS_EXPIRY_DAYS): a balance whose last activity is older than
+-- expiry_ms at the event's time has lapsed
+local function dormant(act, t)
+  return CONFIG.expiry_ms > 0 and act > 0 and t - act > CONFIG.expiry_ms
+end
+
 local function kind_counts(keys)
   local c = {}
   for _, k in ipairs(keys) do local kd = kind_of(k); c[kd] = (c[kd] or 0) + 1 end
@@ -129,27 +135,37 @@ local function merge_verdict(ka, kb)
   return nil
 end
 
-local function merge(absorbed, survivor, kept, moved)
+-- Returns the points the absorbed member brought, and those that lapsed in the merge.
+local function merge(absorbed, survivor, kept, moved, t)
   local ma, ms = P .. 'm:' .. absorbed, P .. 'm:' .. survivor
   for _, k in ipairs(moved) do
     redis.call('SET', P .. 'i:' .. k, survivor)
     redis.call('SADD', P .. 'mi:' .. survivor, k)
   end
-  local a = redis.call('HMGET', ma, 'first', 'last', 'pts', 'ch', 'n', 'earned', 'f', 'mon', 'rec')
-  local s = redis.call('HMGET', ms, 'first', 'last', 'pts', 'ch', 'n', 'earned', 'f', 'mon', 'rec')
-  redis.call('HSET', ms,
+  local fields = {'first', 'last', 'pts', 'ch', 'n', 'earned', 'f', 'mon', 'rec', 'act'}
+  local a = redis.call('HMGET', ma, unpack(fields))
+  local s = redis.call('HMGET', ms, unpack(fields))
+  -- the merged member takes the later activity of the two: a balance that has lapsed
+  -- lapses here when the other member is active, instead of living on through it (both
+  -- lapsed: the merged balance lapses in apply_event, as one member's would)
+  local pa, ps, lapsed = num(a[3]), num(s[3]), 0
+  local da, ds = dormant(num(a[10]), t), dormant(num(s[10]), t)
+  if da and not ds and pa > 0 then lapsed, pa = pa, 0 end
+  if ds and not da and ps > 0 then lapsed, ps = ps, 0 end
+  local set = {
     'first', math.min(num(a[1]), num(s[1])),
     'last', math.max(num(a[2]), num(s[2])),
-    'pts', num(a[3]) + num(s[3]),
+    'pts', pa + ps,
     'ch', bit.bor(num(a[4]), num(s[4])),
     'n', num(a[5]) + num(s[5]),
     'earned', num(a[6]) + num(s[6]),
     'f', num(a[7]) + num(s[7]),
     'mon', num(a[8]) + num(s[8]),
-    'rec', math.max(num(a[9]), num(s[9])))
+    'rec', math.max(num(a[9]), num(s[9])),
+  }
+  if num(a[10]) > num(s[10]) then set[#set + 1] = 'act'; set[#set + 1] = a[10] end
+  redis.call('HSET', ms, unpack(set))
   -- the later of the two last touches stays the member's last touch
-  local acts = redis.call('HMGET', ma, 'act')
-  if num(acts[1]) > num(redis.call('HGET', ms, 'act')) then redis.call('HSET', ms, 'act', acts[1]) end
   local ta = redis.call('HMGET', ma, 'lt', 'lts')
   local ts = redis.call('HMGET', ms, 'lt', 'lts')
   if ta[1] and num(ta[2]) > num(ts[2]) then redis.call('HSET', ms, 'lt', ta[1], 'lts', ta[2]) end
@@ -169,7 +185,7 @@ local function merge(absorbed, survivor, kept, moved)
   redis.call('HSET', ma, 'into', survivor)
   stat('members', -1)
   stat('merges', 1)
-  return num(a[3])
+  return pa, lapsed
 end
 
 local function flag_review(it, log)
@@ -209,6 +225,7 @@ local function stitch(it)
   else
     -- the anchor: the member of the event's highest-priority known identifier
     oid = list[1]
+    local lapsed = 0
     for j = 2, #list do
       local other = list[j]
       local ko, kx = keys_of(oid), keys_of(other)
@@ -222,12 +239,20 @@ local function stitch(it)
         local survivor, absorbed = older(oid, other)
         local kept, moved = ko, kx
         if survivor ~= oid then kept, moved = kx, ko end
-        local pts = merge(absorbed, survivor, kept, moved)
+        local pts, gone = merge(absorbed, survivor, kept, moved, it.t)
         log[#log + 1] = {action = 'merge', one_id = survivor, other = absorbed, reason = '',
                          kept = kept, moved = moved, points = int(pts)}
         for k, o in pairs(owner) do if o == absorbed then owner[k] = survivor end end
         oid = survivor
+        lapsed = lapsed + gone
       end
+    end
+    -- one entry for all that lapsed in the event's merges: (event, rule) is its reference
+    if lapsed > 0 then
+      stat('points_expired', lapsed)
+      ledger(oid, it.id, 'expire:inactive', -lapsed)
+      log[#log + 1] = {action = 'points', one_id = oid, other = it.id,
+                       reason = 'expire:inactive', kept = {}, moved = {}, points = int(-lapsed)}
     end
   end
   local counts = nil
@@ -603,7 +628,7 @@ local function apply_event(it)
     local function put(field, value) set[#set + 1] = field; set[#set + 1] = value end
     -- expiry: a balance left untouched for expiry_ms (event time) lapses
     local pts_changed = false
-    if CONFIG.expiry_ms > 0 and act > 0 and it.t - act > CONFIG.expiry_ms then
+    if dormant(act, it.t) then
       local lapsed = pts
       if lapsed > 0 then
         pts, pts_changed = 0, true

@@ -408,6 +408,41 @@ def test_overdraft_and_expiry_policies(services: Services) -> None:
     assert member is not None and member["points"] == -50
 
 
+@pytest.mark.parametrize(
+    ("card_days", "phone_days", "left", "lapsed"),
+    [
+        (0, 40, 40, 100),  # the card's balance lapsed, the phone's is active: 100 lapse
+        (40, 0, 100, 40),  # the other way round: the phone's 40 lapse
+        (0, 1, 0, 140),  # both lapsed: the merged balance lapses, in one entry
+        (20, 30, 140, 0),  # neither lapsed
+    ],
+)
+def test_a_lapsed_balance_does_not_live_on_through_a_merge(
+    services: Services, card_days: int, phone_days: int, left: int, lapsed: int
+) -> None:
+    """The merged member takes the later activity of the two: without this, a balance
+    that had lapsed would be kept alive by linking an active account."""
+    policy = PointsPolicy(expiry_days=30)
+    views = RedisViews(redis.Redis.from_url(services.redis_url),
+                       prefix=f"x{uuid.uuid4().hex[:8]}:", points=policy)  # fmt: skip
+    offsets = iter(range(1, 100))
+
+    def event(days: int, keys: tuple[str, ...], points: int = 0) -> Outcome:
+        plan = EventPlan(f"e{days}-{len(keys)}", "store_scan", T0 + timedelta(days=days),
+                         "store", keys, points, ())  # fmt: skip
+        return views.apply([event_item(plan, "t/0", next(offsets))])[0]
+
+    event(card_days, ("card:C1",), 100)
+    event(phone_days, ("phone:P1",), 40)
+    out = event(45, ("card:C1", "phone:P1"))
+    assert [c.action for c in out.identity_log if c.action == "merge"] == ["merge"]
+    expired = [c.points for c in out.identity_log if c.reason == "expire:inactive"]
+    assert expired == ([-lapsed] if lapsed else [])
+    member = views.member("phone:P1")
+    assert member is not None and member["points"] == left
+    assert views.stats().get("points_expired", 0) == lapsed
+
+
 def test_an_uncollected_pick_up_is_released_when_its_hold_lapses(services: Services) -> None:
     shop = Shop(services)
     shop.views = RedisViews(shop.views.client, prefix=shop.views.prefix,
