@@ -208,7 +208,11 @@ class Warehouse:
         except OperationalError as exc:
             raise WarehouseUnavailable(f"clickhouse insert into {table}: {exc}") from exc
         except ClickHouseError as exc:
-            raise AvroRefused(f"clickhouse refused Avro into {table}: {exc}") from exc
+            # the error's code and name only: ClickHouse's message can quote the values
+            code, name = getattr(exc, "code", None), getattr(exc, "name", None) or ""
+            raise AvroRefused(
+                f"clickhouse refused Avro into {table}: error {code} {name}".rstrip()
+            ) from exc
 
     def column_types(self, table: str) -> dict[str, str]:
         """Each column of ``table`` and its ClickHouse type, as ``system.columns`` has it."""

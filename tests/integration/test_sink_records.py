@@ -293,6 +293,10 @@ def test_rows_clickhouse_refuses_are_dead_lettered_and_the_rest_inserted(
         stats = wait_taken(stack, len(good) + len(more), len(refused))
         assert stats["rows_written"] == len(good) + len(more)
         assert shown(stack, "touchpoint_facts") == expected(good + more, "touchpoint_facts")
+        # the log names the refusal, never the values (ClickHouse's message quotes them)
+        logged = (stack.logs / "sink.log").read_text("utf-8")
+        assert "refused Avro into touchpoint_facts: error 469 VIOLATED_CONSTRAINT" in logged
+        assert "quantity = 5000" not in logged
     finally:
         for running in started:
             running.stop()
