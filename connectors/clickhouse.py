@@ -75,11 +75,20 @@ ROWS_REFUSED_CODES = frozenset({6, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 32
 class RowsRefused(RuntimeError):
     """ClickHouse, or the client writing its block, will not take these rows as they are:
     retrying them unchanged cannot succeed. ``detail`` names the refusal without the
-    values (ClickHouse's messages quote them)."""
+    values (ClickHouse's messages quote them); ``reason`` is the dead letter's."""
+
+    reason = "warehouse_refused"
 
     def __init__(self, table: str, detail: str):
         super().__init__(f"clickhouse refused rows for {table}: {detail}")
         self.detail = detail
+
+
+def _error_label(exc: ClickHouseError) -> str:
+    """``error <code> <NAME>`` of a ClickHouse error: never its message, which can quote
+    the values it refused."""
+    code, name = getattr(exc, "code", None), getattr(exc, "name", None) or ""
+    return f"error {code} {name}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -180,8 +189,7 @@ class Warehouse:
             raise RowsRefused(table, str(exc).splitlines()[0][:200]) from exc
         except DatabaseError as exc:
             if exc.code in ROWS_REFUSED_CODES:
-                detail = f"ClickHouse error {exc.code} {exc.name or ''}".rstrip()
-                raise RowsRefused(table, detail) from exc
+                raise RowsRefused(table, f"ClickHouse {_error_label(exc)}") from exc
             raise WarehouseUnavailable(f"clickhouse insert into {table}: {exc}") from exc
         except ClickHouseError as exc:
             raise WarehouseUnavailable(f"clickhouse insert into {table}: {exc}") from exc
@@ -208,11 +216,7 @@ class Warehouse:
         except OperationalError as exc:
             raise WarehouseUnavailable(f"clickhouse insert into {table}: {exc}") from exc
         except ClickHouseError as exc:
-            # the error's code and name only: ClickHouse's message can quote the values
-            code, name = getattr(exc, "code", None), getattr(exc, "name", None) or ""
-            raise AvroRefused(
-                f"clickhouse refused Avro into {table}: error {code} {name}".rstrip()
-            ) from exc
+            raise AvroRefused(f"clickhouse refused Avro into {table}: {_error_label(exc)}") from exc
 
     def column_types(self, table: str) -> dict[str, str]:
         """Each column of ``table`` and its ClickHouse type, as ``system.columns`` has it."""

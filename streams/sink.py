@@ -97,7 +97,6 @@ class TableBatch:
 def _letter(msg: Message, exc: DecodeError | RowsRefused) -> DeadLetter:
     """A facts-topic message the sink cannot read, or whose row ClickHouse refuses, with
     the reason."""
-    reason = exc.reason if isinstance(exc, DecodeError) else "warehouse_refused"
     return DeadLetter(
         msg.topic(),
         msg.partition(),
@@ -105,7 +104,7 @@ def _letter(msg: Message, exc: DecodeError | RowsRefused) -> DeadLetter:
         msg.key(),
         msg.value(),
         type(exc).__name__,
-        reason,
+        exc.reason,
         "value",
         exc.detail,
     )
