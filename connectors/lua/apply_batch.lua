@@ -471,17 +471,20 @@ local function apply_order(it, oid, reserved, flags, log)
     local o = P .. 'o:' .. it.r
     local lines = {}
     for _, r in ipairs(reserved) do lines[#lines + 1] = {r[1], r[2]} end
-    local state = 'reserved'
+    local state, at = 'reserved', nil
     if string.find(flags, 'B', 1, true) then
-      -- held nothing: what it asks for is kept, to leave the shelf when it ships
+      -- held nothing: what it asks for is kept, to leave the shelf when it ships, and a
+      -- pick-up order's store
       state = 'backordered'
       for _, op in ipairs(it.s) do
         if op[1] == 'reserve' then lines[#lines + 1] = {op[2], op[4]} end
       end
-      if it.H == 1 and #it.s > 0 then redis.call('HSET', o, 'at', it.s[1][3]) end
+      if it.H == 1 and #it.s > 0 then at = it.s[1][3] end
     end
-    redis.call('HSET', o, 'oid', oid, 'pts', it.p, 'paid', it.m, 'state', state, 'rev', 0,
-      'lines', cjson.encode(lines))
+    local set = {'oid', oid, 'pts', it.p, 'paid', it.m, 'state', state, 'rev', 0,
+      'lines', cjson.encode(lines)}
+    if at then set[#set + 1] = 'at'; set[#set + 1] = at end
+    redis.call('HSET', o, unpack(set))
     -- a pick-up reservation is held for hold_ms, then released (expire_holds)
     if it.H == 1 and state == 'reserved' then
       redis.call('ZADD', P .. 'holds', it.t + CONFIG.hold_ms, it.r)

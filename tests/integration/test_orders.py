@@ -363,11 +363,18 @@ def test_an_app_order_is_attributed_to_the_last_touch_within_the_window(
 def member_events(views: RedisViews) -> Callable[..., Outcome]:
     offsets = iter(range(1, 1000))
 
-    def event(kind: str, days: float, points: int = 0, touch: str = "", **more: object) -> Outcome:
+    def event(
+        kind: str,
+        days: float,
+        points: int = 0,
+        touch: str = "",
+        keys: tuple[str, ...] = ("card:C1",),
+        **more: object,
+    ) -> Outcome:
         if kind == "app_order":
             more.setdefault("order_id", f"ORD-{days}")  # every order its own
         plan = EventPlan(f"{kind}-{days}", kind, T0 + timedelta(days=days), "app",
-                         ("card:C1",), points, (), touch=touch, **more)  # type: ignore[arg-type]  # fmt: skip
+                         keys, points, (), touch=touch, **more)  # type: ignore[arg-type]  # fmt: skip
         return views.apply([event_item(plan, "t/0", next(offsets))])[0]
 
     return event
@@ -425,16 +432,10 @@ def test_a_lapsed_balance_does_not_live_on_through_a_merge(
     policy = PointsPolicy(expiry_days=30)
     views = RedisViews(redis.Redis.from_url(services.redis_url),
                        prefix=f"x{uuid.uuid4().hex[:8]}:", points=policy)  # fmt: skip
-    offsets = iter(range(1, 100))
-
-    def event(days: int, keys: tuple[str, ...], points: int = 0) -> Outcome:
-        plan = EventPlan(f"e{days}-{len(keys)}", "store_scan", T0 + timedelta(days=days),
-                         "store", keys, points, ())  # fmt: skip
-        return views.apply([event_item(plan, "t/0", next(offsets))])[0]
-
-    event(card_days, ("card:C1",), 100)
-    event(phone_days, ("phone:P1",), 40)
-    out = event(45, ("card:C1", "phone:P1"))
+    event = member_events(views)
+    event("store_scan", card_days, 100, keys=("card:C1",))
+    event("livestream_click", phone_days, 40, keys=("phone:P1",))
+    out = event("store_scan", 45, keys=("card:C1", "phone:P1"))
     assert [c.action for c in out.identity_log if c.action == "merge"] == ["merge"]
     expired = [c.points for c in out.identity_log if c.reason == "expire:inactive"]
     assert expired == ([-lapsed] if lapsed else [])
