@@ -6,14 +6,16 @@ reads the same records in about 70 % of that time (docs/benchmarks.md, item 11).
 
 It reads what the touchpoint schemas use: records, unions, arrays, enums, null, boolean,
 int, long, double, string, timestamp-millis and decimal in bytes; ``compile_reader``
-returns None for a schema with anything else. It is strict where fastavro may be
-lenient: it raises on a boolean byte other than 0 and 1, a varint longer than ten bytes
-or over 64 bits, a negative length or count, an array in sized blocks, an array count
-larger than the bytes left, an out-of-range union branch or enum symbol, and a body
-running past the end. ``schemas.codec`` then
-reads that message with fastavro, which decides: a record, or the error and its reason.
-A record from here is exactly fastavro's: ``tests/unit/test_avro_reader.py`` compares
-them on valid messages and on mutated ones.
+returns None for a schema with anything else. It is strict where fastavro is lenient:
+a boolean byte other than 0 and 1, a varint longer than ten bytes or over 64 bits, a
+negative length, and a union branch or enum symbol out of range (fastavro reads a
+negative one from the end of the list) are not Avro, and raise ``InvalidAvro``: the
+codec refuses such a message as ``bad_avro``, whichever schema it was written with.
+What it does not read (an array in sized blocks, valid Avro) and what runs past the end
+of the body (a count larger than the bytes left included) raise other errors; the codec
+then reads that message with fastavro, which decides: a record, or the error and its
+reason. A record from here is exactly fastavro's: ``tests/unit/test_avro_reader.py``
+compares them on valid messages and on mutated ones.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _U64 = 1 << 64
 
 
+class InvalidAvro(ValueError):
+    """Bytes that are not an Avro body of the schema (not merely cut short)."""
+
+
 def read_long(data: bytes, p: int) -> tuple[int, int]:
     """A zig-zag varint at ``p``: its value and the offset after it."""
     n, shift = 0, 0
@@ -42,9 +48,9 @@ def read_long(data: bytes, p: int) -> tuple[int, int]:
             break
         shift += 7
         if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
+            raise InvalidAvro("varint longer than 10 bytes")
     if n >= _U64:
-        raise ValueError("varint over 64 bits")
+        raise InvalidAvro("varint over 64 bits")
     return (n >> 1) ^ -(n & 1), p
 
 
@@ -90,7 +96,8 @@ class _Source:
         """Read a length, check it, and return the slice expression of that many bytes."""
         size = self.var()
         self.long(depth, size)
-        self.line(depth, f"if {size} < 0 or p + {size} > end: raise EOFError")
+        self.line(depth, f"if {size} < 0: raise InvalidAvro('negative length')")
+        self.line(depth, f"if p + {size} > end: raise EOFError")
         self.line(depth, f"{var} = data[p:p + {size}]; p += {size}")
         return var
 
@@ -110,7 +117,7 @@ class _Source:
             self.long(depth, var)
         elif kind == "boolean":
             self.line(depth, f"{var} = data[p]; p += 1")
-            self.line(depth, f"if {var} > 1: raise ValueError('boolean byte')")
+            self.line(depth, f"if {var} > 1: raise InvalidAvro('boolean byte')")
             self.line(depth, f"{var} = {var} == 1")
         elif kind == "double":
             self.line(depth, "if p + 8 > end: raise EOFError")
@@ -125,7 +132,8 @@ class _Source:
         elif kind == "enum":
             symbols = self.name(tuple(schema["symbols"]))
             self.long(depth, var)
-            self.line(depth, f"if {var} < 0: raise IndexError('enum symbol')")
+            count = len(schema["symbols"])
+            self.line(depth, f"if not 0 <= {var} < {count}: raise InvalidAvro('enum symbol')")
             self.line(depth, f"{var} = {symbols}[{var}]")
         elif kind == "array":
             return self._array(schema, depth, var)
@@ -144,7 +152,7 @@ class _Source:
             if value is None:
                 return None
             self.line(depth + 1, f"{var} = {value}")
-        self.line(depth, "else: raise IndexError('union branch')")
+        self.line(depth, "else: raise InvalidAvro('union branch')")
         return var
 
     def _array(self, schema: Mapping[str, Any], depth: int, var: str) -> str | None:
@@ -188,6 +196,7 @@ def compile_reader(parsed: Mapping[str, Any]) -> Reader | None:
     text += f"\n    return {record}, p\n"
     namespace: dict[str, Any] = {
         "read_long": read_long,
+        "InvalidAvro": InvalidAvro,
         "EPOCH": _EPOCH,
         "timedelta": timedelta,
         "double": struct.Struct("<d").unpack_from,

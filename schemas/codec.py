@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import fastavro
 
-from schemas.avro_reader import Reader, compile_reader
+from schemas.avro_reader import InvalidAvro, Reader, compile_reader
 from schemas.avro_writer import Writer, compile_writer, long_bytes
 from schemas.contract import SchemaInfo, contract, expanded_source
 
@@ -162,18 +162,24 @@ def _read_body(
     info: SchemaInfo, payload: bytes, offset: int, reader: SchemaInfo | None = None
 ) -> dict:
     """Read with the writer's schema into the current schema of its type (Avro schema
-    resolution: fields added since get their defaults, fields removed are skipped)."""
+    resolution: fields added since get their defaults, fields removed are skipped).
+    The writer schema's generated reader reads the body first, whatever the reader
+    schema: bytes that are not Avro are refused here (fastavro would read some of them
+    as another value); a body it reads whole into the same schema is the record."""
     reader = reader or contract().by_type.get(info.type_name)
     if reader is None:
         raise DecodeError("unknown_type", f"no current schema for type {info.type_name!r}")
-    if reader is info:  # the same schema on both sides (the usual case): no resolution
-        read: Reader | None = _generated(_READERS, compile_reader, info)
-        if read is not None:
-            # anything it does not read to the end is fastavro's to read, or to refuse
-            with contextlib.suppress(Exception):
-                record, end = read(payload, offset)
-                if end == len(payload):
-                    return record
+    read: Reader | None = _generated(_READERS, compile_reader, info)
+    if read is not None:
+        try:
+            record, end = read(payload, offset)
+        except InvalidAvro as exc:
+            raise DecodeError("bad_avro", f"{info.type_name}: {exc}") from None
+        except Exception:  # cut short, or sized blocks: fastavro decides
+            pass
+        else:
+            if end == len(payload) and reader.fingerprint == info.fingerprint:
+                return record
     body = io.BytesIO(payload)
     body.seek(offset)
     try:

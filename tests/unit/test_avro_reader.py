@@ -1,6 +1,7 @@
-"""The generated readers read exactly fastavro's records, and whatever they do not read
-ends exactly as fastavro says (the codec hands it over): the same record, or a
-``DecodeError`` with the same reason."""
+"""The generated readers read exactly fastavro's records; bytes that are not Avro (where
+fastavro is lenient) are refused as ``bad_avro``; and whatever else they do not read ends
+exactly as fastavro says (the codec hands it over): the same record, or a ``DecodeError``
+with the same reason."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import fastavro
 import pytest
 
 from schemas import codec
-from schemas.avro_reader import compile_reader, read_long
+from schemas.avro_reader import InvalidAvro, compile_reader, read_long
 from schemas.avro_writer import long_bytes
 from schemas.codec import DecodeError, decode, encode, writer_schema
 from schemas.contract import INTERNAL_TYPES, TOUCHPOINT_TYPES, contract
@@ -116,17 +117,40 @@ def mutations(rng: random.Random, payload: bytes) -> list[bytes]:
     ]
 
 
-def test_mutated_messages_end_exactly_as_with_fastavro_alone(fastavro_only: Any) -> None:
+def not_avro(payload: bytes) -> str | None:
+    """Why the generated reader of the message's writer schema says it is not Avro
+    (``InvalidAvro``), if it does."""
+    try:
+        info, offset = writer_schema(payload)
+        reader = compile_reader(info.parsed)
+        assert reader is not None
+        reader(payload, offset)
+    except InvalidAvro as exc:
+        return str(exc)
+    except Exception:
+        return None
+    return None
+
+
+def test_mutated_messages_end_as_with_fastavro_alone_unless_they_are_not_avro(
+    fastavro_only: Any,
+) -> None:
     rng = random.Random(5)
     payloads = [p for p in simulated(1500, seed=23) if len(p) > 12]
     kinds: set[str] = set()
     for payload in payloads:
         for mutated in [payload, *mutations(rng, payload)]:
             got = outcome(mutated)
-            assert got == fastavro_only(mutated), mutated.hex()
-            kinds.add(got[0] if got[0] == "record" else got[1])
-    # the mutations reached both sides of the fallback
+            why = not_avro(mutated)
+            if why is None:
+                assert got == fastavro_only(mutated), mutated.hex()
+                kinds.add(got[0] if got[0] == "record" else got[1])
+            else:
+                assert got == ("refused", "bad_avro"), mutated.hex()
+                kinds.add(why)
+    # the mutations reached both sides of the fallback, and the refusals fastavro lacks
     assert {"record", "truncated", "trailing_bytes"} <= kinds
+    assert {"boolean byte", "enum symbol", "union branch"} <= kinds
 
 
 def test_a_full_record_reads_back_whole() -> None:
@@ -146,9 +170,10 @@ def test_what_the_reader_refuses_is_left_to_fastavro() -> None:
     reader = compile_reader(TINY)
     assert reader is not None
     assert reader(b"\x01\x02\x02a\x00", 0) == ({"flag": True, "tags": ["a"]}, 5)
-    # a boolean byte of 2, which fastavro reads as true
-    with pytest.raises(ValueError, match="boolean"):
+    # a boolean byte of 2 is not Avro (fastavro reads it as true): refused, not left
+    with pytest.raises(InvalidAvro, match="boolean"):
         reader(b"\x02\x00", 0)
+    assert fastavro.schemaless_reader(io.BytesIO(b"\x02\x00"), TINY) == {"flag": True, "tags": []}
     # an array in a sized block (count -1, then the block's size in bytes): valid Avro
     sized = b"\x01" + long_bytes(-1) + long_bytes(2) + b"\x02a\x00"
     with pytest.raises(ValueError, match="sized blocks"):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.avro_writer import long_bytes
 from schemas.codec import DecodeError, decode, encode, encode_body
 from schemas.contract import SchemaInfo, contract
+from schemas.models import Consent
 
-from .factories import envelope, store_scan
+from .factories import envelope, inventory_adjustment, livestream_click, order_status, store_scan
 
 
 class Registry:
@@ -85,10 +87,13 @@ def test_unknown_fingerprint() -> None:
 def test_fingerprint_of_another_type_reads_the_body_with_that_schema() -> None:
     raw = _valid()
     other = contract().schema("livestream_click").fingerprint
-    # the store_scan body read as a livestream_click runs out of bytes
+    # the store_scan body read as a livestream_click meets a length that is not Avro
     with pytest.raises(DecodeError) as info:
         decode(raw[:2] + other + raw[10:])
-    assert info.value.detail == "livestream_click: body ends early"
+    assert (info.value.reason, info.value.detail) == (
+        "bad_avro",
+        "livestream_click: negative length",
+    )
 
 
 # -- bodies ----------------------------------------------------------------------------------
@@ -153,6 +158,49 @@ def test_string_that_is_not_utf8() -> None:
 def test_decode_error_is_a_value_error() -> None:
     with pytest.raises(ValueError, match=r"^empty: message has no value$"):
         decode(b"")
+
+
+def _at_first_difference(a: bytes, b: bytes, replacement: bytes) -> bytes:
+    """``a`` with the byte where ``a`` and ``b`` first differ replaced."""
+    at = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    return a[:at] + replacement + a[at + 1 :]
+
+
+def _click(**fields: object) -> bytes:
+    return encode("livestream_click", livestream_click(**fields).to_avro())
+
+
+# each replaces one byte a valid message holds: the last union's branch (sku is None, the
+# body's last byte), an enum's symbol, a boolean
+NOT_AVRO = {
+    "union branch -1": lambda: _click(sku=None)[:-1] + long_bytes(-1) + b"\x02a",
+    "union branch -2": lambda: _click(sku=None)[:-1] + long_bytes(-2),
+    "union branch 2": lambda: _click(sku=None)[:-1] + long_bytes(2),
+    "enum symbol -1": lambda: _at_first_difference(
+        encode("order_status", order_status(status="paid").to_avro()),
+        encode("order_status", order_status(status="cancelled").to_avro()),
+        long_bytes(-1),
+    ),
+    "enum symbol 7": lambda: _at_first_difference(
+        encode("inventory_adjustment", inventory_adjustment(kind="receipt").to_avro()),
+        encode("inventory_adjustment", inventory_adjustment(kind="count").to_avro()),
+        long_bytes(7),
+    ),
+    "boolean byte 2": lambda: _at_first_difference(
+        _click(envelope=envelope(consent=Consent(marketing=False))),
+        _click(envelope=envelope(consent=Consent(marketing=True))),
+        b"\x02",
+    ),
+}
+
+
+@pytest.mark.parametrize("corrupt", NOT_AVRO.values(), ids=NOT_AVRO.keys())
+def test_bytes_that_are_not_avro_are_refused_not_read_as_another_value(corrupt) -> None:
+    # fastavro alone reads a negative index from the end of the symbols or branches, any
+    # non-zero boolean byte as true, and calls an index past the end "truncated"
+    with pytest.raises(DecodeError) as info:
+        decode(corrupt())
+    assert info.value.reason == "bad_avro"
 
 
 # -- Confluent framing -------------------------------------------------------------------------

@@ -76,3 +76,32 @@ def test_a_field_added_without_default_cannot_read_old_records() -> None:
 
         codec._read_body(current, payload, 5, reader=newer_reader)
     assert caught.value.reason == "incompatible_schema"
+
+
+def test_a_body_of_an_earlier_schema_that_is_not_avro_is_refused() -> None:
+    # read through schema resolution (fastavro), which would take a boolean byte of 2 as
+    # true: the earlier schema's own reader refuses it first
+    def drop_payment_method(source: dict) -> None:
+        source["fields"] = [f for f in source["fields"] if f["name"] != "payment_method"]
+
+    old = store_scan_version(drop_payment_method)
+    record = full_store_scan().to_avro()
+    record.pop("payment_method")
+    given = framed(1, old, record)
+    assert record["envelope"]["consent"]["marketing"] is True
+    record["envelope"]["consent"]["marketing"] = False
+    at = next(
+        i for i, (x, y) in enumerate(zip(given, framed(1, old, record), strict=True)) if x != y
+    )
+    assert given[at] == 1
+    with pytest.raises(DecodeError) as caught:
+        decode(given[:at] + b"\x02" + given[at + 1 :], Registry(old))
+    assert (caught.value.reason, caught.value.detail) == ("bad_avro", "store_scan: boolean byte")
+
+
+def test_a_registered_copy_of_the_current_schema_reads_as_the_shipped_one() -> None:
+    current = contract().schema("store_scan")
+    copy_of_it = load_schema_info("store_scan", copy.deepcopy(expanded_source("store_scan")))
+    assert copy_of_it is not current and copy_of_it.fingerprint == current.fingerprint
+    _, read = decode(framed(1, copy_of_it, full_store_scan().to_avro()), Registry(copy_of_it))
+    assert StoreScan.model_validate(read) == full_store_scan()
