@@ -276,7 +276,7 @@ class TouchpointPipeline:
                 items.append(event_item(plan, tp, msg.offset))
                 plans.append(plan)
         if self.guard is not None:
-            self.guard.check(len(batch), len(dead))
+            self.guard.check([plan is None for plan in plans])
         return PreparedBatch(batch, now, items, plans, dead, time.monotonic() - started)
 
     def finish(self, prepared: PreparedBatch) -> BatchReport:

@@ -6,6 +6,7 @@ more than ``max_share`` invalid stops the worker with a clear error."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 
 class InvalidShareExceeded(RuntimeError):
@@ -20,16 +21,14 @@ class InvalidShareGuard:
         self.window = window
         self.min_messages = min_messages if min_messages is not None else max(1, window // 5)
         self._flags: deque[int] = deque(maxlen=window)
-        self._invalid = 0
 
-    def check(self, total: int, invalid: int) -> None:
-        """Record a batch (``invalid`` of its ``total`` messages were invalid); raise
-        ``InvalidShareExceeded`` if the window's share now passes the limit. A batch that
-        trips the guard is not recorded, so checking it again trips again."""
-        flags = [1] * invalid + [0] * (total - invalid)
+    def check(self, invalid: Sequence[bool]) -> None:
+        """Record a batch, one flag a message in the order they came (True: invalid);
+        raise ``InvalidShareExceeded`` if the window's share now passes the limit. A batch
+        that trips the guard is not recorded, so checking it again trips again. (The
+        order matters once a batch is longer than the window: the window holds its end.)"""
         kept = list(self._flags)
-        for flag in flags:
-            self._flags.append(flag)
+        self._flags.extend(1 if flag else 0 for flag in invalid)
         seen = len(self._flags)
         bad = sum(self._flags)
         if seen >= self.min_messages and bad / seen > self.max_share:
