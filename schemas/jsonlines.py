@@ -39,6 +39,10 @@ def parse_line(number: int, raw: bytes) -> tuple[str, BaseModel] | LineError:
         data: Any = json.loads(text)
     except json.JSONDecodeError as exc:
         return LineError(number, "line", f"not JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return LineError(number, "line", "not JSON we read: nested too deeply")
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        return LineError(number, "line", f"not JSON we read: {str(exc)[:80]}")
     if not isinstance(data, dict):
         return LineError(number, "line", "not a JSON object")
     type_name = data.pop("type", None)
