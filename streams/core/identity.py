@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import phonenumbers
+from pydantic import ValidationError
 
 from schemas.models import DeviceRole, Identifier, IdentifierKind
 from streams.core.errors import InvalidTouchpoint
@@ -144,11 +145,15 @@ def parse_lookup(text: str, phone_key: bytes) -> str:
     }
     if kind not in names:
         raise InvalidTouchpoint("lookup", "unknown_type", kind)
-    if names[kind] == IdentifierKind.openid:
-        app_id, _, openid = value.partition(":")
-        if not app_id.strip():
-            raise InvalidTouchpoint("lookup", "missing_app_id", "write openid:APPID:OPENID")
-        ident = Identifier(kind=IdentifierKind.openid, value=openid, app_id=app_id)
-    else:
-        ident = Identifier(kind=names[kind], value=value)
+    try:
+        if names[kind] == IdentifierKind.openid:
+            app_id, _, openid = value.partition(":")
+            if not app_id.strip():
+                raise InvalidTouchpoint("lookup", "missing_app_id", "write openid:APPID:OPENID")
+            ident = Identifier(kind=IdentifierKind.openid, value=openid, app_id=app_id)
+        else:
+            ident = Identifier(kind=names[kind], value=value)
+    except ValidationError as exc:  # said without the value: it may be a phone number
+        first = exc.errors(include_input=False, include_url=False)[0]
+        raise InvalidTouchpoint(f"lookup.{kind}", first["type"], first["msg"]) from None
     return identity_key(ident, phone_key).key

@@ -272,6 +272,20 @@ def test_parse_lookup_errors(text: str, reason: str, detail: str) -> None:
     assert (exc.reason, exc.detail) == (reason, detail)
 
 
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [("card:" + "x" * 300, "lookup.card"), ("phone:" + "1" * 300, "lookup.phone"),
+     ("openid:wx-a:" + "o" * 300, "lookup.openid"), ("card:a\udc80b", "lookup.card")],
+)  # fmt: skip
+def test_a_lookup_the_model_refuses_is_invalid_touchpoint_without_its_value(
+    text: str, field: str
+) -> None:
+    # (it was pydantic's ValidationError, a traceback in `omni member`, value and all)
+    exc = _invalid(parse_lookup, text, KEY)
+    assert exc.field == field
+    assert text.split(":")[-1] not in str(exc) and "xxx" not in str(exc) and "111" not in str(exc)
+
+
 def test_parse_lookup_openid_without_app_id_is_invalid_touchpoint() -> None:
     exc = _invalid(parse_lookup, "openid::o123", KEY)
     assert exc.reason == "missing_app_id"
