@@ -3,6 +3,7 @@ trip by ``lua/apply_batch.lua``. Key layout: docs/redis-keys.md."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -58,6 +59,8 @@ def _change(entry: dict[str, Any]) -> IdentityChange:
 
 #: log entries about the identity graph (the rest: points, attribution)
 IDENTITY_ACTIONS = frozenset({"merge", "refused", "not_linked"})
+#: what SCAN MATCH reads as a pattern, escaped to match itself
+_GLOB = re.compile(r"[\\*?\[\]]")
 
 
 class StockMove(NamedTuple):
@@ -323,15 +326,28 @@ class RedisViews:
         }
 
     def stock(self, sku: str, location: str | None = None) -> list[dict[str, Any]]:
-        pattern = f"{self.prefix}s:{sku}@{location or '*'}"
+        """The SKU's stock at ``location``, or at every location that has a key for it.
+        A SKU may hold ``@`` and glob characters (a location holds no ``@``): the key
+        ``s:<sku>@<location>`` is matched literally, and ``s:A@B@C`` is SKU ``A@B``."""
+        head = f"{self.prefix}s:{sku}@"
+        if location is not None:
+            locations = [location]
+        else:
+            pattern = _GLOB.sub(r"\\\g<0>", head) + "*"
+            found = (
+                k.decode()[len(head) :] for k in self.client.scan_iter(match=pattern, count=1000)
+            )
+            locations = sorted(loc for loc in found if "@" not in loc)
         rows = []
-        for key in sorted(self.client.scan_iter(match=pattern, count=1000)):
-            h = {k.decode(): int(v) for k, v in self.client.hgetall(key).items()}
+        for loc in locations:
+            h = {k.decode(): int(v) for k, v in self.client.hgetall(head + loc).items()}
+            if not h:
+                continue
             on_hand, reserved = h.get("on_hand", 0), h.get("reserved", 0)
             rows.append(
                 {
                     "sku": sku,
-                    "location": key.decode().rsplit("@", 1)[1],
+                    "location": loc,
                     "on_hand": on_hand,
                     "reserved": reserved,
                     "available_to_promise": on_hand - reserved,

@@ -124,6 +124,30 @@ def test_sale_of_stock_the_views_never_saw(views: RedisViews) -> None:
     assert views.stats()["stock_discrepancies"] == 1
 
 
+def test_the_stock_of_a_sku_is_that_skus_whatever_characters_it_holds(
+    views: RedisViews,
+) -> None:
+    # a SKU may hold "@" and glob characters; a location may not hold "@"
+    receipts = [("A", "S1", 5), ("A@B", "C", 7), ("AX", "S1", 9), ("TEE[RED]*", "S2", 3)]
+    views.apply(
+        [
+            event_item(plan(f"r{n}", stock=(StockOp("receive", sku, loc, q),)), "s/0", n)
+            for n, (sku, loc, q) in enumerate(receipts)
+        ]
+    )
+
+    def held(sku: str, location: str | None = None) -> list[tuple[str, str, int]]:
+        return [(r["sku"], r["location"], r["on_hand"]) for r in views.stock(sku, location)]
+
+    assert held("A") == [("A", "S1", 5)]  # not A@B's stock at C, nor AX's
+    assert held("A@B") == [("A@B", "C", 7)]
+    assert held("A?") == []
+    assert held("*") == []
+    assert held("TEE[RED]*") == [("TEE[RED]*", "S2", 3)]
+    assert held("TEE[RED]*", "S2") == [("TEE[RED]*", "S2", 3)]
+    assert held("A", "S2") == held("A", "*") == []
+
+
 def test_text_beyond_ascii_arrives_in_redis_as_sent(views: RedisViews) -> None:
     # the batch goes to the script as UTF-8 JSON; Lua's cjson must read it byte for byte
     receive = (StockOp("receive", "茶-龙井", "上海·静安店", 4),)
