@@ -131,6 +131,9 @@ class FactSink:
                 "group.id": f"{settings.app_id}-sink",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
+                # eager: a rebalance takes every partition away and gives them back from
+                # their last commit, which a batch given up (``_give_up``) relies on
+                "partition.assignment.strategy": "range,roundrobin",
                 "session.timeout.ms": int(settings.consumer_session_timeout_s * 1000),
                 "heartbeat.interval.ms": max(
                     500, int(settings.consumer_session_timeout_s * 1000 / 6)
@@ -149,6 +152,9 @@ class FactSink:
         self.letters: list[DeadLetter] = []
         self.opened_at: float | None = None
         self.assigned = False
+        #: a flush is waiting for ClickHouse; a rebalance took the partitions meanwhile
+        self.flushing = False
+        self.revoked = False
         #: table -> the decimal precisions its Avro containers declare; None: the table's
         #: records are decoded here (``connectors.clickhouse.avro_fit``)
         self.fit: dict[str, dict[str, int] | None] = {}
@@ -160,15 +166,27 @@ class FactSink:
             "avro_refused": 0,
             "rows_avro": 0,
             "rows_refused": 0,
+            "batches_given_up": 0,
         }
 
     # -- consumer group -------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # read from the last commit, unpaused: librdkafka keeps a partition's pause across
+        # a rebalance, and a flush that gave its batch up had paused them
+        consumer.assign(partitions)
+        consumer.resume(partitions)
         self.assigned = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # commit what we hold before another sink takes these partitions
-        self.flush()
+        """Another sink is taking partitions: commit what we hold if ClickHouse takes it
+        now, else let it go uncommitted (the next owner reads it again; the tokens and
+        ReplacingMergeTree make that harmless). A flush waiting for ClickHouse (this is
+        called from its poll) is told to give its batch up; waiting here instead would hold
+        up the whole group's rebalance for as long as ClickHouse is down."""
+        if self.flushing:
+            self.revoked = True
+        elif not self.flush(wait=False):
+            self._give_up()
 
     # -- batching ---------------------------------------------------------------------
     def _add(self, msg: Message) -> None:
@@ -228,12 +246,14 @@ class FactSink:
             and time.monotonic() - self.opened_at >= self.settings.sink_batch_seconds
         )
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = True) -> bool:
         """Insert the batch, one insert per table (retrying until ClickHouse takes it),
         then commit its offsets. A table inserted before a failure is inserted again with
-        the same token, which ClickHouse ignores."""
+        the same token, which ClickHouse ignores. False, with the batch still held, when
+        it did not land: ``wait`` is False and ClickHouse is down, or a rebalance took the
+        partitions while it waited (the batch is then given up: ``_give_up``)."""
         if not self.ranges:
-            return
+            return True
         if self.letters:  # delivered before the commit that passes them
             self._dead_letters(self.letters)
             self.letters = []
@@ -250,6 +270,9 @@ class FactSink:
                 waiting.pop(0)
                 continue
             except WarehouseUnavailable as exc:
+                if not wait:
+                    log.warning("insert of %d rows failed: %s", table.size, exc)
+                    return False
                 self.stats["insert_retries"] += 1
                 metrics.SINK_RETRIES.inc()
                 log.warning(
@@ -259,7 +282,17 @@ class FactSink:
                     paused = self.consumer.assignment()
                     self.consumer.pause(paused)
                 # poll while paused keeps the group membership alive; it returns nothing
-                self.consumer.poll(delay)
+                # unless a rebalance (served by this poll) assigned partitions anew
+                self.flushing, self.revoked = True, False
+                try:
+                    msg = self.consumer.poll(delay)
+                finally:
+                    self.flushing = False
+                if self.revoked:
+                    self._give_up()
+                    if msg is not None:
+                        self._take(msg)
+                    return False
                 delay = min(delay * 2, 10.0)
         if paused:
             self.consumer.resume(paused)
@@ -278,6 +311,19 @@ class FactSink:
         self.stats["rows_written"] += self.pending
         self.stats["batches"] += 1
         self.tables, self.ranges, self.opened_at = {}, {}, None
+        return True
+
+    def _give_up(self) -> None:
+        """Drop the batch uncommitted: its partitions went to another sink, which reads it
+        again from the last commit (a partition assigned back to this one, likewise)."""
+        if self.ranges:
+            log.warning(
+                "a rebalance took the partitions of %d rows waiting for ClickHouse; "
+                "left uncommitted for their next owner",
+                self.pending,
+            )
+            self.stats["batches_given_up"] += 1
+        self.tables, self.ranges, self.letters, self.opened_at = {}, {}, [], None
 
     def _insert(self, type_name: str, table: TableBatch, token: str) -> None:
         """One insert of the table's records: as Avro while they are in the current schema
@@ -332,6 +378,18 @@ class FactSink:
             table.rows = [row for i, row in enumerate(rows) if i not in gone]
             table.sources = [m for i, m in enumerate(table.sources) if i not in gone]
 
+    def _take(self, msg: Message) -> None:
+        error = msg.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer: %s", error)
+            return
+        if self.opened_at is None:
+            self.opened_at = time.monotonic()
+        self._add(msg)
+        if self.pending >= self.settings.sink_batch_rows:
+            self.flush()
+
     def run(self, stop: threading.Event) -> None:
         self.consumer.subscribe(
             [facts_topic(self.settings)], on_assign=self._on_assign, on_revoke=self._on_revoke
@@ -341,16 +399,7 @@ class FactSink:
                 for msg in self.consumer.consume(
                     num_messages=self.settings.sink_batch_rows, timeout=0.2
                 ):
-                    error = msg.error()
-                    if error is not None:
-                        if error.code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer: %s", error)
-                        continue
-                    if self.opened_at is None:
-                        self.opened_at = time.monotonic()
-                    self._add(msg)
-                    if self.pending >= self.settings.sink_batch_rows:
-                        self.flush()
+                    self._take(msg)
                 if self._due():
                     self.flush()
             self.flush()
