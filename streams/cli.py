@@ -384,7 +384,9 @@ def _letters(reason: str | None = None, topic: str | None = None) -> list[Any]:
 @dlq.command("ls")
 @click.option("--reason", default=None, help="Only letters with this reason.")
 @click.option("--topic", default=None, help="Only letters from this source topic.")
-@click.option("--limit", type=int, default=20, show_default=True, help="Letters to list.")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Letters to list."
+)
 @click.option("--json", "as_json", is_flag=True)
 def dlq_ls(reason: str | None, topic: str | None, limit: int, as_json: bool) -> None:
     """Count dead letters by source topic and reason, and list the latest."""
@@ -394,7 +396,7 @@ def dlq_ls(reason: str | None, topic: str | None, limit: int, as_json: bool) -> 
     by_reason = Counter((letter.original_topic, letter.reason) for letter in letters)
     if as_json:
         counted = [{"topic": t, "reason": r, "count": n} for (t, r), n in by_reason.most_common()]
-        latest = [letter.summary() for letter in letters[-limit:]]
+        latest = [letter.summary() for letter in letters[max(0, len(letters) - limit) :]]
         print(json.dumps({"total": len(letters), "by_reason": counted, "latest": latest}))
         return
     out.print(f"{len(letters)} dead letters")
@@ -403,7 +405,7 @@ def dlq_ls(reason: str | None, topic: str | None, limit: int, as_json: bool) -> 
         table.add_row(t, r, str(n))
     out.print(table)
     latest = Table("ref", "source", "field", "reason", "detail")
-    for letter in letters[-limit:]:
+    for letter in letters[max(0, len(letters) - limit) :]:
         source = f"{letter.original_topic}/{letter.original_partition}@{letter.original_offset}"
         latest.add_row(letter.ref, source, letter.field, letter.reason, letter.detail[:60])
     out.print(latest)
@@ -414,16 +416,20 @@ def dlq_ls(reason: str | None, topic: str | None, limit: int, as_json: bool) -> 
 @click.option("--json", "as_json", is_flag=True)
 def dlq_show(ref: str, as_json: bool) -> None:
     """One dead letter by REF (<dlq partition>:<dlq offset>, as `dlq ls` shows)."""
+    from connectors.errors import ServiceUnavailable
     from schemas.codec import DecodeError, decode
+    from streams.wiring import resolver
 
     found = next((letter for letter in _letters() if letter.ref == ref), None)
     if found is None:
         _fail(f"no dead letter {ref}", code=2)
-    try:
-        type_name, _ = decode(found.value)
+    try:  # read as the workers read it: Confluent framing through the registry, if set
+        type_name, _ = decode(found.value, resolver(_settings()))
         decodes = f"decodes now as {type_name}"
     except DecodeError as exc:
         decodes = f"still fails: {exc.reason}"
+    except ServiceUnavailable as exc:
+        decodes = f"not known: {exc}"
     body = {**found.summary(), "decodes": decodes, "value_head_hex": found.value[:64].hex()}
     if as_json:
         print(json.dumps(body))

@@ -34,6 +34,7 @@ from streams.wiring import rules
 from ..unit.factories import envelope, store_scan
 from .conftest import Running
 from .registry_standin import schema_registry
+from .test_dead_letters import omni
 
 pytestmark = pytest.mark.integration
 
@@ -64,14 +65,37 @@ def test_plain_client_confluent_messages_are_processed(
         # an id nobody registered
         bogus = struct.pack(">bI", 0, 4242) + b"\x02"
         producer.produce(topic_for(prefix, "store_scan"), value=bogus)
+        # a good record on another type's topic: dead-lettered, though it decodes
+        first = records[0]
+        kind = type_name_of(first)
+        misplaced = topic_for(prefix, "order_status" if kind != "order_status" else "app_order")
+        serializer = AvroSerializer(
+            client, json.dumps(expanded_source(kind)), lambda r, ctx: r.to_avro()
+        )
+        producer.produce(
+            misplaced,
+            value=serializer(first, SerializationContext(misplaced, MessageField.VALUE)),
+        )
         producer.flush(10)
 
-        stats = wait_views(stack.views, len(records) + 1, timeout=60)
-        assert (stats["processed"], stats["dead_lettered"]) == (len(records), 1)
+        stats = wait_views(stack.views, len(records) + 2, timeout=60)
+        assert (stats["processed"], stats["dead_lettered"]) == (len(records), 2)
         assert {
             k.removeprefix("type:"): v for k, v in stats.items() if k.startswith("type:")
         } == per_type
         assert stack.workers[0].alive
+
+        # `omni dlq show` reads a letter as the workers do, through the registry
+        listed = json.loads(omni(stack, "dlq", "ls", "--json").stdout)
+        by_reason = {row["reason"]: row["count"] for row in listed["by_reason"]}
+        assert (listed["total"], by_reason) == (2, {"unknown_schema_id": 1, "wrong_topic": 1})
+        shown = {
+            letter["reason"]: json.loads(omni(stack, "dlq", "show", letter["ref"], "--json").stdout)
+            for letter in listed["latest"]
+        }
+        assert shown["wrong_topic"]["decodes"] == f"decodes now as {kind}"
+        assert shown["unknown_schema_id"]["decodes"] == "still fails: unknown_schema_id"
+        assert json.loads(omni(stack, "dlq", "ls", "--limit", "0", "--json").stdout)["latest"] == []
 
         # our SDK, configured with the registry, writes the same framing
         more = [m.record for m in Simulation(20, seed=4, duplicate_share=0, malformed_share=0)]
