@@ -77,14 +77,20 @@ def expanded_source(type_name: str) -> dict[str, Any]:
     """The shipped schema of ``type_name`` as one self-contained JSON document (each shared
     named type defined at its first use): what a schema registry stores."""
     shared = {f"{t.get('namespace', '')}.{t['name']}": t for t in common_types()}
+    return inline_named(schema_source(type_name), shared)  # type: ignore[no-any-return]
+
+
+def inline_named(source: Any, named: dict[str, Any]) -> Any:
+    """``source`` with each named type of ``named`` (full name -> its schema) defined at
+    its first use and referred to by name after it."""
     defined: set[str] = set()
 
     def expand(node: Any) -> Any:
-        if isinstance(node, str) and node in shared:
+        if isinstance(node, str) and node in named:
             if node in defined:
                 return node
             defined.add(node)
-            return expand(shared[node])
+            return expand(named[node])
         if isinstance(node, list):
             return [expand(n) for n in node]
         if isinstance(node, dict):
@@ -94,7 +100,7 @@ def expanded_source(type_name: str) -> dict[str, Any]:
             }
         return node
 
-    return expand(schema_source(type_name))  # type: ignore[no-any-return]
+    return expand(source)
 
 
 def type_for_full_name(full_name: str) -> str | None:

@@ -1,5 +1,6 @@
-"""A stand-in for a Confluent schema registry: the three REST calls confluent-kafka's
-``SchemaRegistryClient`` makes for Avro (register, look up by id), served from memory.
+"""A stand-in for a Confluent schema registry: the REST calls confluent-kafka's
+``SchemaRegistryClient`` makes for Avro (register, look up by id, look up a subject's
+version, which references name), served from memory, schema types and references kept.
 
 Why a stand-in: the real registry is a Java service distributed as a Docker image or a
 tarball from Confluent, neither installable on the machines these tests run on. The
@@ -22,7 +23,7 @@ class _Registry(ThreadingHTTPServer):
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Api)
-        self.schemas: list[str] = []  # id - 1 -> schema string
+        self.schemas: list[dict[str, Any]] = []  # id - 1 -> schema, type, references
         self.subjects: dict[str, list[int]] = {}
         self.lock = threading.Lock()
 
@@ -47,7 +48,11 @@ class _Api(BaseHTTPRequestHandler):
             self._reply(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
             return
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-        schema = json.dumps(json.loads(body["schema"]), sort_keys=True)
+        kind = body.get("schemaType", "AVRO")
+        text = body["schema"]
+        if kind == "AVRO":
+            text = json.dumps(json.loads(text), sort_keys=True)
+        schema = {"schema": text, "schemaType": kind, "references": body.get("references", [])}
         with self.server.lock:
             if schema not in self.server.schemas:
                 self.server.schemas.append(schema)
@@ -58,12 +63,23 @@ class _Api(BaseHTTPRequestHandler):
         self._reply(200, {"id": schema_id})
 
     def do_GET(self) -> None:
-        match = re.fullmatch(r"/schemas/ids/(\d+)(\?.*)?", self.path)
-        schema_id = int(match.group(1)) if match else 0
-        if not match or not 0 < schema_id <= len(self.server.schemas):
+        by_id = re.fullmatch(r"/schemas/ids/(\d+)(\?.*)?", self.path)
+        by_version = re.fullmatch(r"/subjects/([^/?]+)/versions/(\d+)(\?.*)?", self.path)
+        schema_id = 0
+        if by_id:
+            schema_id = int(by_id.group(1))
+        elif by_version:
+            versions = self.server.subjects.get(by_version.group(1), [])
+            n = int(by_version.group(2))
+            schema_id = versions[n - 1] if 0 < n <= len(versions) else 0
+        if not 0 < schema_id <= len(self.server.schemas):
             self._reply(404, {"error_code": 40403, "message": "Schema not found"})
             return
-        self._reply(200, {"schema": self.server.schemas[schema_id - 1], "schemaType": "AVRO"})
+        found = self.server.schemas[schema_id - 1]
+        if by_version:
+            found = {**found, "subject": by_version.group(1), "version": int(by_version.group(2)),
+                     "id": schema_id}  # fmt: skip
+        self._reply(200, found)
 
 
 @contextmanager

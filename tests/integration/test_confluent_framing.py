@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connectors.kafka import TouchpointProducer
 from connectors.registry import RegistrySchemas, RegistryUnavailable
-from schemas.codec import encode_body
-from schemas.contract import contract, expanded_source
+from schemas.codec import DecodeError, decode, encode, encode_body
+from schemas.contract import common_types, contract, expanded_source, schema_source
 from schemas.models import type_name_of
 from schemas.topics import input_topics, topic_for
 from streams.demo import wait_views
@@ -137,3 +137,45 @@ def test_a_registry_that_is_down_holds_the_batch_instead_of_dead_lettering_it(
     with caplog.at_level(logging.WARNING, logger="omni.pipeline"):
         assert down.prepare_until_done(batch, stopping) is None  # waited until told to stop
     assert any("waits: schema registry" in r.getMessage() for r in caplog.records)
+
+
+def register_with_references(client: SchemaRegistryClient, full_name: str) -> SchemaReference:
+    """``full_name`` (a shared named type, or a touchpoint's record) registered under a
+    subject of its name, referring to the named types it uses by registry reference, as
+    producers in other languages often register them."""
+    shared = {f"{t.get('namespace', '')}.{t['name']}": t for t in common_types()}
+    source = shared.get(full_name) or schema_source(full_name.rsplit(".", 1)[1])
+    text = json.dumps(source)
+    uses = [n for n in shared if n != full_name and f'"{n}"' in text]
+    references = [register_with_references(client, n) for n in uses]
+    client.register_schema(full_name, Schema(text, "AVRO", references))
+    return SchemaReference(full_name, full_name, 1)
+
+
+def test_a_schema_registered_with_references_reads_and_a_foreign_one_is_unknown() -> None:
+    record = store_scan().to_avro()
+    body = encode_body(contract().schema("store_scan"), record)
+    with schema_registry() as url:
+        client = SchemaRegistryClient({"url": url})
+        register_with_references(client, "omni.touchpoint.store_scan")
+        ours = client.get_version("omni.touchpoint.store_scan", 1)
+        assert [r.name for r in ours.schema.references] == [
+            "omni.touchpoint.Envelope", "omni.touchpoint.OrderLine"
+        ]  # fmt: skip
+        foreign = [
+            client.register_schema("a", Schema('"string"', "AVRO")),
+            client.register_schema("b", Schema('["null", "string"]', "AVRO")),
+            client.register_schema("c", Schema('{"type": "object"}', "JSON")),
+            client.register_schema("d", Schema('syntax = "proto3"; message M {}', "PROTOBUF")),
+        ]
+        schemas = RegistrySchemas(url)
+        info = schemas.schema_for_id(ours.schema_id)
+        assert info is not None
+        assert info.fingerprint == contract().schema("store_scan").fingerprint
+        assert decode(struct.pack(">bI", 0, ours.schema_id) + body, schemas) == decode(
+            encode("store_scan", record)
+        )
+        for schema_id in foreign:  # before: AttributeError or JSONDecodeError, "unexpected"
+            with pytest.raises(DecodeError) as caught:
+                decode(struct.pack(">bI", 0, schema_id) + body, schemas)
+            assert caught.value.reason == "unknown_schema_id"
