@@ -36,14 +36,20 @@ def store_scan_version(change: Any) -> SchemaInfo:
     return load_schema_info("store_scan", source)
 
 
-def test_new_reader_reads_records_written_before_a_field_was_added() -> None:
-    # the previous version had no payment_method (the current one adds it with a default)
+def without_payment_method() -> tuple[SchemaInfo, dict[str, Any]]:
+    """The previous version of store_scan (no payment_method: the current one adds it with
+    a default), and a record of it."""
+
     def drop_payment_method(source: dict) -> None:
         source["fields"] = [f for f in source["fields"] if f["name"] != "payment_method"]
 
-    old = store_scan_version(drop_payment_method)
     record = full_store_scan().to_avro()
     record.pop("payment_method")
+    return store_scan_version(drop_payment_method), record
+
+
+def test_new_reader_reads_records_written_before_a_field_was_added() -> None:
+    old, record = without_payment_method()
     type_name, read = decode(framed(1, old, record), Registry(old))
     assert type_name == "store_scan"
     assert read["payment_method"] == "other"  # the default
@@ -81,12 +87,7 @@ def test_a_field_added_without_default_cannot_read_old_records() -> None:
 def test_a_body_of_an_earlier_schema_that_is_not_avro_is_refused() -> None:
     # read through schema resolution (fastavro), which would take a boolean byte of 2 as
     # true: the earlier schema's own reader refuses it first
-    def drop_payment_method(source: dict) -> None:
-        source["fields"] = [f for f in source["fields"] if f["name"] != "payment_method"]
-
-    old = store_scan_version(drop_payment_method)
-    record = full_store_scan().to_avro()
-    record.pop("payment_method")
+    old, record = without_payment_method()
     given = framed(1, old, record)
     assert record["envelope"]["consent"]["marketing"] is True
     record["envelope"]["consent"]["marketing"] = False
