@@ -242,7 +242,8 @@ class Warehouse:
 
     def erase(self, one_ids: Sequence[str], absorbed: Sequence[str], identifiers: int) -> dict:
         """Delete a person's rows (their live OneID and every OneID it absorbed) from the
-        facts and the identity log, and record the erasure. Safe to repeat."""
+        facts, the identity log and the points ledger, and record the erasure. Safe to
+        repeat."""
         ids = [*one_ids, *absorbed]
         params = {"ids": ids}
         where = {
@@ -250,6 +251,7 @@ class Warehouse:
             "identity_events": (
                 "one_id IN {ids:Array(String)} OR other_one_id IN {ids:Array(String)}"
             ),
+            "points_ledger": "one_id IN {ids:Array(String)}",
         }
         counts = {}
         try:
@@ -275,6 +277,7 @@ class Warehouse:
                             identifiers,
                             counts["touchpoint_facts"],
                             counts["identity_events"],
+                            counts["points_ledger"],
                         ]
                     ],
                     column_names=[
@@ -284,6 +287,7 @@ class Warehouse:
                         "identifiers",
                         "facts_deleted",
                         "identity_deleted",
+                        "ledger_deleted",
                     ],
                 )
         except OperationalError as exc:
@@ -291,6 +295,7 @@ class Warehouse:
         return {
             "facts_deleted": counts["touchpoint_facts"],
             "identity_deleted": counts["identity_events"],
+            "ledger_deleted": counts["points_ledger"],
         }
 
     def close(self) -> None:

@@ -630,7 +630,8 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
         out.print(
             f"erased {erased['one_id']} ({len(erased['absorbed'])} absorbed OneIDs, "
             f"{erased['identifiers']} identifiers, {erased['points']} points, "
-            f"{erased['facts_deleted']} facts, {erased['identity_deleted']} merge-log rows)"
+            f"{erased['facts_deleted']} facts, {erased['identity_deleted']} merge-log rows, "
+            f"{erased['ledger_deleted']} ledger entries)"
         )
 
 

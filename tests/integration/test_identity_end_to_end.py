@@ -119,6 +119,9 @@ def test_forget_erases_a_person_from_redis_and_clickhouse(
         stack.endpoints, f"SELECT count() FROM touchpoint_facts FINAL WHERE one_id IN ({in_list})"
     )
     assert facts_before > 0
+    ledger = f"SELECT count() FROM points_ledger WHERE one_id IN ({in_list})"
+    ledger_before = reads.scalar(stack.endpoints, ledger)
+    assert ledger_before > 0
     lookup = f"phone:{phone}"
     done = subprocess.run(
         [sys.executable, "-m", "streams.cli", "forget", lookup, "--yes", "--json"],
@@ -133,6 +136,8 @@ def test_forget_erases_a_person_from_redis_and_clickhouse(
     assert erased["absorbed"] == person["absorbed"]
     assert erased["points"] == person["points"]
     assert erased["facts_deleted"] == facts_before
+    assert erased["ledger_deleted"] == ledger_before
+    assert reads.scalar(stack.endpoints, ledger) == 0
     for key in [*person["identifiers"], *(f"oneid:{i}" for i in ids)]:
         assert views.member(key) is None, key
     assert (
