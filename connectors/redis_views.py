@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
@@ -59,6 +60,13 @@ def _change(entry: dict[str, Any]) -> IdentityChange:
 
 #: log entries about the identity graph (the rest: points, attribution)
 IDENTITY_ACTIONS = frozenset({"merge", "refused", "not_linked"})
+_ADVANCE_OFFSETS = """
+for i = 1, #ARGV, 2 do
+  if tonumber(ARGV[i + 1]) > tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1') then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+"""
 #: what SCAN MATCH reads as a pattern, escaped to match itself
 _GLOB = re.compile(r"[\\*?\[\]]")
 
@@ -231,6 +239,7 @@ class RedisViews:
         lua = resources.files("connectors").joinpath("lua")
         self._apply = client.register_script(lua.joinpath("apply_batch.lua").read_text("utf-8"))
         self._forget = client.register_script(lua.joinpath("forget.lua").read_text("utf-8"))
+        self._advance = client.register_script(_ADVANCE_OFFSETS)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisViews:
@@ -358,6 +367,13 @@ class RedisViews:
     def review_queue(self) -> list[str]:
         """Events whose merge was refused because both members were identified."""
         return [m.decode() for m in self.client.zrange(self.prefix + "review", 0, -1)]
+
+    def advance_offsets(self, last: Mapping[str, int]) -> None:
+        """Count every offset up to ``last[topic/partition]`` as applied (a rebuild's end:
+        what a worker reads again up to there is a replay), never lowering one."""
+        if last:
+            args = [x for tp, offset in sorted(last.items()) for x in (tp, offset)]
+            self._advance(keys=[self.prefix + "offsets"], args=args)
 
     def forget(self, key: str, at_ms: int) -> dict[str, Any] | None:
         """Erase the member ``key`` resolves to: identity links, profile, points and the

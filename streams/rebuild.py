@@ -168,6 +168,35 @@ def latest_erasure_ms(view: RedisViews, endpoints: Endpoints) -> int | None:
     return max(times) if times else None
 
 
+def highest_one_id(view: RedisViews, endpoints: Endpoints) -> int:
+    """The highest OneID number issued so far, as the views (before they are wiped) and
+    ClickHouse (which keeps them when Redis was lost) know it: the counter, the erased
+    OneIDs, those in the facts and the merge log."""
+    from connectors.errors import WarehouseUnavailable
+    from streams import reads
+
+    numbers = [int(view.client.get(view.prefix + "seq:oneid") or 0)]
+    for one_id, raw in view.client.hgetall(view.prefix + "erased").items():
+        absorbed = json.loads(raw).get("absorbed") or [] if raw else []
+        numbers += [_number(x) for x in (one_id.decode(), *absorbed)]
+    sql = (
+        "SELECT max(n) FROM ("
+        "SELECT max(toUInt64OrZero(substring(one_id, 2))) AS n FROM touchpoint_facts "
+        "UNION ALL SELECT max(toUInt64OrZero(substring(other_one_id, 2))) FROM identity_events "
+        "UNION ALL SELECT max(toUInt64OrZero(substring(one_id, 2))) FROM erasures "
+        "UNION ALL SELECT max(toUInt64OrZero(substring(arrayJoin(absorbed), 2))) FROM erasures)"
+    )
+    try:
+        numbers.append(int(reads.scalar(endpoints, sql) or 0))
+    except WarehouseUnavailable as exc:
+        raise RebuildRefused(f"cannot read the OneIDs issued from ClickHouse: {exc}") from exc
+    return max(numbers)
+
+
+def _number(one_id: str) -> int:
+    return int(one_id[1:]) if one_id[1:].isdigit() else 0
+
+
 def check_erasures(view: RedisViews, endpoints: Endpoints, from_ms: int | None) -> None:
     """Refuse a replay that would bring back a person erased by ``omni forget``.
 
@@ -398,6 +427,10 @@ def rebuild(
             "`omni rebuild --pause-workers` does all three, or `omni workers pause`)"
         )
     check_erasures(view, endpoints, from_ms)
+    # a replay from --from meets only part of the people: it numbers the new ones above
+    # every OneID ever issued, not from O1 again (the earlier ones are in ClickHouse, and
+    # `omni forget` deletes rows by OneID)
+    issued = highest_one_id(view, endpoints) if from_ms is not None else 0
     consumer = _consumer(settings, endpoints, f"{settings.app_id}-rebuild-{uuid.uuid4().hex[:8]}")
     try:
         ranges = plan_ranges(settings, endpoints, consumer, from_ms)
@@ -407,7 +440,12 @@ def rebuild(
         if on_total is not None:
             on_total(report.total)
         report.keys_deleted = wipe_views(view)
+        if issued:
+            view.client.set(view.prefix + "seq:oneid", issued)
         _replay(settings, view, consumer, ranges, from_ms, report, on_progress)
+        # up to the captured end everything is the rebuild's, applied or not (before
+        # --from, or a partition with nothing after it): a worker resuming below it replays
+        view.advance_offsets({f"{r.topic}/{r.partition}": r.end - 1 for r in ranges if r.end})
     finally:
         consumer.close()
     report.members = view.stats().get("members", 0)
