@@ -3,9 +3,10 @@ trip by ``lua/apply_batch.lua``. Key layout: docs/redis-keys.md."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
@@ -377,7 +378,8 @@ class RedisViews:
 
     def forget(self, key: str, at_ms: int) -> dict[str, Any] | None:
         """Erase the member ``key`` resolves to: identity links, profile, points and the
-        OneIDs it absorbed; an erasure record (no personal data) is kept. Atomic."""
+        OneIDs it absorbed, atomically; an erasure record (no personal data) is kept.
+        The results stored for their events go next (``blank_results``)."""
         one_id = self.resolve(key)
         if one_id is None:
             return None
@@ -386,6 +388,32 @@ class RedisViews:
         except _TRANSIENT as exc:
             raise ViewsUnavailable(f"redis: {exc}") from exc
         return _erasure(raw)
+
+    def blank_results(self, one_ids: Collection[str], batch: int = 1000) -> int:
+        """Empty the dedupe records (``e:``) of erased OneIDs' events: their results name
+        the person's identifiers and would be re-emitted on redelivery. The records stay,
+        TTL and all, so a re-sent event of theirs is still a duplicate. No index leads
+        from a member to its events, so every record is read, in batches. Safe to repeat;
+        how many were emptied."""
+        heads = tuple(f"{one_id}|".encode() for one_id in one_ids)
+        pattern = _GLOB.sub(r"\\\g<0>", self.prefix) + "e:*"
+        blanked = 0
+        try:
+            keys = self.client.scan_iter(match=pattern, count=batch)
+            while chunk := list(itertools.islice(keys, batch)):
+                values = self.client.mget(chunk)
+                doomed = [
+                    k for k, v in zip(chunk, values, strict=True) if v and v.startswith(heads)
+                ]
+                if doomed:
+                    with self.client.pipeline(transaction=False) as pipe:
+                        for key in doomed:
+                            pipe.set(key, "", keepttl=True, xx=True)
+                        pipe.execute()
+                    blanked += len(doomed)
+        except _TRANSIENT as exc:
+            raise ViewsUnavailable(f"redis: {exc}") from exc
+        return blanked
 
     def erasure(self, one_id: str) -> dict[str, Any] | None:
         """The record of an earlier erasure of ``one_id`` (``forget``), if any."""

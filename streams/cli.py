@@ -615,13 +615,15 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
         if erased is None:  # erased meanwhile by someone else
             _fail(f"no member for {lookup.split(':')[0]}:…", code=2)
     try:
+        # what redelivered events would re-emit of them, then their ClickHouse rows
+        erased["results_blanked"] = view.blank_results([erased["one_id"], *erased["absorbed"]])
         erased.update(
             reads.erase(endpoints, erased["one_id"], erased["absorbed"], erased["identifiers"])
         )
     except ServiceUnavailable as exc:
         _fail(
-            f"erased {erased['one_id']} from Redis, but its ClickHouse rows are not erased yet "
-            f"({exc}): run `omni forget oneid:{erased['one_id']} --yes` again",
+            f"erased {erased['one_id']} from Redis, but its stored results or ClickHouse rows "
+            f"are not erased yet ({exc}): run `omni forget oneid:{erased['one_id']} --yes` again",
             code=3,
         )
     if as_json:

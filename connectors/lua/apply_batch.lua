@@ -718,7 +718,11 @@ for i, it in ipairs(batch) do
     if it.d then
       results[i] = {'replay_dead', ''}
     else
-      results[i] = {'replay', redis.call('GET', P .. 'e:' .. it.id) or ''}
+      local prior = redis.call('GET', P .. 'e:' .. it.id) or ''
+      -- a result naming a member erased since (omni forget: no m: left) re-emits nothing
+      local oid = string.match(prior, '^([^|]+)|')
+      if oid and redis.call('EXISTS', P .. 'm:' .. oid) == 0 then prior = '' end
+      results[i] = {'replay', prior}
       if it.a and it.a ~= '' and redis.call('EXISTS', P .. 'a:' .. it.a) == 1 then
         TOUCHED[it.a] = true
       end

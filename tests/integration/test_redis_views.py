@@ -148,6 +148,36 @@ def test_the_stock_of_a_sku_is_that_skus_whatever_characters_it_holds(
     assert held("A", "S2") == held("A", "*") == []
 
 
+def test_an_erased_persons_events_re_emit_nothing_and_stay_duplicates(
+    views: RedisViews,
+) -> None:
+    items = [
+        event_item(plan("ev-1", "card:C-ERASE", points=10), "s/0", 0),
+        event_item(plan("ev-2", "phone:p1", points=20), "s/0", 1),
+        event_item(plan("ev-3", "card:C-ERASE", "phone:p1", points=30), "s/0", 2),
+        event_item(plan("ev-4", "card:OTHER", points=5), "s/0", 3),
+    ]
+    views.apply(items)
+    erased = views.forget("card:C-ERASE", 1)
+    assert erased is not None and (erased["one_id"], erased["absorbed"]) == ("O1", ["O2"])
+    # a redelivery (the worker died before its commit) re-emitted their facts, merge log
+    # and identifiers: now the script sees no member left behind the stored result
+    again = views.apply(items)
+    assert [(o.status, o.one_id) for o in again] == [("replay_expired", "")] * 3 + [
+        ("replay", "O3")
+    ]
+    # and the stored results themselves keep nothing of them, their TTL kept
+    assert views.blank_results(["O1", "O2"]) == 3
+    stored = {k: views.client.get(k) for k in views.client.scan_iter(match=views.prefix + "e:*")}
+    assert sorted(stored.values()) == [b"", b"", b"", b"O3|1||5"]
+    assert all(0 < views.client.ttl(k) <= 3600 for k in stored)
+    # a re-sent event of theirs (another offset) is still a duplicate: no one comes back
+    [resent] = views.apply([event_item(plan("ev-1", "card:C-ERASE", points=10), "s/0", 4)])
+    assert resent.status == "duplicate"
+    assert views.member("card:C-ERASE") is None
+    assert views.blank_results(["O1", "O2"]) == 0
+
+
 def test_text_beyond_ascii_arrives_in_redis_as_sent(views: RedisViews) -> None:
     # the batch goes to the script as UTF-8 JSON; Lua's cjson must read it byte for byte
     receive = (StockOp("receive", "茶-龙井", "上海·静安店", 4),)
