@@ -129,6 +129,9 @@ class ManagedProcess:
             if self.health():
                 return self
             time.sleep(0.1)
+        # stopped, not left running: whoever started it gives up on it, and nothing else
+        # would stop it (it is in no record yet, or its record names the process before)
+        self.stop(timeout=10)
         raise StartFailed(
             f"{self.name} not healthy after {timeout:.0f}s; see {self.log_path}:\n{self.tail()}"
         )

@@ -149,8 +149,16 @@ class Supervisor:
     def _workers(self) -> list[tuple[str, _Child]]:
         return [(n, c) for n, c in self.children.items() if n.startswith("worker")]
 
-    def _add(self, name: str, proc: ManagedProcess, restart: Any) -> None:
-        self.children[name] = _Child(proc, restart)
+    def _add(self, name: str, proc: ManagedProcess, restart: Any, status: str = "healthy") -> None:
+        self.children[name] = _Child(proc, restart, status=status)
+        self._save()
+
+    def _add_healthy(self, name: str, proc: ManagedProcess, restart: Any, wait: float) -> None:
+        """Record a process that has just started, then wait for it to be healthy: a
+        supervisor killed meanwhile leaves a record that names it (``omni down``)."""
+        self._add(name, proc, restart, status="starting")
+        proc.wait_healthy(wait)
+        self.children[name].status = "healthy"
         self._save()
 
     def run(self) -> int:
@@ -231,18 +239,22 @@ class Supervisor:
             "OMNI_REDIS_URL": endpoints["redis_url"],
             "OMNI_CLICKHOUSE_DSN": endpoints["clickhouse_dsn"],
         }
-        sink = start_sink(env, logs)
+        sink = start_sink(env, logs, wait=None)
         endpoints["sink_url"] = f"http://127.0.0.1:{sink.port}"
-        self._add("sink", sink, lambda: start_sink(env, logs, port=sink.port))
+        self._add_healthy("sink", sink, lambda: start_sink(env, logs, port=sink.port), 90)
         workers = [start_worker(env, logs, i, wait=None) for i in range(1, s.workers + 1)]
         for w in workers:
-            w.wait_healthy(120)
             index, port = int(w.name.split("-")[1]), w.port
             self._add(
                 w.name,
                 w,
                 lambda i=index, p=port, wait=90: start_worker(env, logs, i, port=p, wait=wait),
+                status="starting",
             )
+        for w in workers:
+            w.wait_healthy(120)
+            self.children[w.name].status = "healthy"
+            self._save()
 
     def _pause_workers(self) -> None:
         """Stop the workers as on shutdown (SIGTERM, SIGKILL after 45 s) and record them
@@ -349,7 +361,7 @@ def status(settings: Settings) -> dict[str, Any]:
             comp["healthy"] = tcp_ok(comp["port"])
         else:
             comp["healthy"] = http_ok(f"http://127.0.0.1:{comp['port']}/readyz")
-    if not state["supervisor"]["alive"] and state.get("state") == "running":
+    if not state["supervisor"]["alive"] and state.get("state") in ("starting", "running"):
         state["state"] = "supervisor died"
     state["endpoints"] = endpoints
     return state
@@ -447,6 +459,18 @@ def up(settings: Settings, timeout: float = 180.0, on_progress: Any = print) -> 
         raise AlreadyRunning(
             f"a stack already runs under {paths.home} (supervisor pid {pid}); `omni down` first"
         )
+    # a supervisor killed outright leaves its children running, and this record is all
+    # that names them: never start over it
+    left = [
+        name
+        for name, comp in ((_read_state(paths) or {}).get("components") or {}).items()
+        if is_running(comp["pid"], comp.get("start_time"))
+    ]
+    if left:
+        raise AlreadyRunning(
+            f"the supervisor under {paths.home} died, but the stack's {', '.join(left)} still "
+            "run; `omni down` stops them"
+        )
     with contextlib.suppress(FileNotFoundError):
         paths.state.unlink()
     env = {**os.environ, **settings.to_env(), "OMNI_HOME": str(paths.home)}
@@ -475,10 +499,10 @@ def _wait_up(
     seen: set[str] = set()
     while time.monotonic() < deadline:
         state = _read_state(paths) or {}
-        for name in state.get("components", {}):
-            if name not in seen:
+        for name, comp in state.get("components", {}).items():
+            if name not in seen and comp.get("status") == "healthy":
                 seen.add(name)
-                on_progress(f"  {name:<9} healthy  (log: {state['components'][name]['log']})")
+                on_progress(f"  {name:<9} healthy  (log: {comp['log']})")
         if state.get("state") == "running":
             return status(settings)
         if state.get("state") == "failed" or proc.poll() is not None:
@@ -513,6 +537,11 @@ def down(settings: Settings, timeout: float = 120.0) -> list[str]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(comp["pid"], signal.SIGKILL)
         stopped.append(name)
+    deadline = time.monotonic() + 10  # SIGKILL is not instant: gone when this returns
+    while time.monotonic() < deadline and any(
+        is_running(c["pid"], c.get("start_time")) for c in state.get("components", {}).values()
+    ):
+        time.sleep(0.05)
     if is_running(sup.get("pid", 0), sup.get("start_time")):
         os.kill(sup["pid"], signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors import stack
-from connectors.embedded import is_running
+from connectors.embedded import ManagedProcess, StartFailed, is_running
 from connectors.kafka import TouchpointProducer
 from streams.demo import publish, wait_views
 from streams.endpoints import resolve
@@ -102,6 +103,43 @@ def test_a_component_that_dies_is_restarted_then_reported(tmp_path: Path) -> Non
             stack.raise_if_failed(settings)
     finally:
         stack.down(settings)
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_up_refuses_while_a_dead_supervisors_children_run_and_down_stops_them(
+    tmp_path: Path,
+) -> None:
+    settings = embedded_settings(tmp_path / "home")
+    first = stack.up(settings, on_progress=lambda _: None)
+    old = {n: (c["pid"], c["start_time"]) for n, c in first["components"].items()}
+    try:
+        os.kill(first["supervisor"]["pid"], signal.SIGKILL)  # the OOM killer, say
+        deadline = time.monotonic() + 10
+        while stack.status(settings)["state"] != "supervisor died":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # before: a second stack started, and the record of the first was deleted
+        with pytest.raises(stack.AlreadyRunning, match="broker, redis, sink, worker-1 still run"):
+            stack.up(settings, on_progress=lambda _: None)
+        assert sorted(stack.down(settings)) == sorted(old)
+        assert [n for n, (pid, start) in old.items() if is_running(pid, start)] == []
+    finally:
+        for pid, start in old.values():
+            if is_running(pid, start):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_process_that_never_gets_healthy_is_stopped_not_left_running(tmp_path: Path) -> None:
+    # (a restart whose broker hangs, say: the supervisor gives up on it and must not leave
+    # it running where no record names it)
+    never = ManagedProcess(
+        "never", [sys.executable, "-c", "import time; time.sleep(60)"], 0,
+        tmp_path / "never.log", health=lambda: False,
+    )  # fmt: skip
+    never.start()
+    with pytest.raises(StartFailed, match="never not healthy after 1s"):
+        never.wait_healthy(1)
+    assert not never.alive
 
 
 @pytest.mark.usefixtures("clean_env")
