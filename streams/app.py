@@ -54,7 +54,7 @@ async def _finish_before_ack(work: asyncio.Future, stopping: threading.Event, si
 
 def input_app(
     settings: Settings, bootstrap: str, app_id: str, data: str, **options: Any
-) -> tuple[faust.App, Any]:
+) -> tuple[OmniApp, Any]:
     """A faust app consuming the input topics as the workers do, and its source topic. The
     worker and the benchmark's bare agent (streams/bare_agent.py) both start from it, so
     the baseline measures the very consumer configuration the pipeline runs on."""
@@ -97,6 +97,7 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
     state: dict[str, Any] = {"ready": False, "batches": 0, "events": 0}
     positions: dict[tuple[str, int], int] = {}
     stopping = threading.Event()
+    app.give_up, app.shutdown_grace_s = stopping, SHUTDOWN_GRACE_S
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omni-batch")
     pipeline = build_pipeline(settings, endpoints)
 

@@ -29,6 +29,8 @@ faust's ``size`` looked a setting up in the settings object on every call (anoth
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -84,9 +86,14 @@ class Transport(driver.Transport):
 
 
 class OmniApp(faust.App):
-    """``faust.App`` whose consumer waits at most ``fetch_max_wait_ms`` per fetch."""
+    """``faust.App`` whose consumer waits at most ``fetch_max_wait_ms`` per fetch, and
+    whose stop gives up on the batch in hand after a grace period."""
 
     fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
+    #: set ``shutdown_grace_s`` after a stop begins (streams/app.py: the batch in hand is
+    #: then given up, unacknowledged)
+    give_up: threading.Event | None = None
+    shutdown_grace_s: float = 30.0
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -95,6 +102,14 @@ class OmniApp(faust.App):
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        # faust waits for every stream to be empty before it signals the stop to anyone
+        # (on_before_shutdown): a batch waiting for Redis would hold a stopping worker for
+        # good, so the grace period starts here
+        if self.give_up is not None:
+            asyncio.get_running_loop().call_later(self.shutdown_grace_s, self.give_up.set)
+        await super().on_stop()
 
 
 class RawSchema(faust.Schema):
