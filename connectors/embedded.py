@@ -231,7 +231,11 @@ def _broker_ok(port: int) -> bool:
 
 
 def start_redis(
-    data_dir: Path, logs: Path, port: int | None = None, appendonly: bool = True
+    data_dir: Path,
+    logs: Path,
+    port: int | None = None,
+    appendonly: bool = True,
+    wait: float | None = 20,
 ) -> ManagedProcess:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +251,8 @@ def start_redis(
         "--protected-mode", "yes",
     ]  # fmt: skip
     proc = ManagedProcess("redis", argv, port, logs / "redis.log", health=lambda: _redis_ok(port))
-    return proc.start().wait_healthy(20)
+    proc.start()
+    return proc.wait_healthy(wait) if wait else proc
 
 
 def _redis_ok(port: int) -> bool:

@@ -119,7 +119,7 @@ def _lock_held(paths: Paths) -> bool:
 @dataclass
 class _Child:
     proc: ManagedProcess
-    restart: Any  # () -> ManagedProcess
+    restart: Any  # (wait=None: do not wait to be healthy) -> ManagedProcess
     restarts: list[float] = field(default_factory=list)
     status: str = "healthy"
     exit_code: int | None = None
@@ -225,7 +225,11 @@ class Supervisor:
         if not s.redis_url:
             redis_proc = start_redis(self.paths.redis, logs)
             port = redis_proc.port
-            self._add("redis", redis_proc, lambda: start_redis(self.paths.redis, logs, port=port))
+            self._add(
+                "redis",
+                redis_proc,
+                lambda wait=20: start_redis(self.paths.redis, logs, port=port, wait=wait),
+            )
             endpoints["redis_url"] = f"redis://127.0.0.1:{redis_proc.port}/0"
         else:
             endpoints["redis_url"] = s.redis_url
@@ -241,7 +245,9 @@ class Supervisor:
         }
         sink = start_sink(env, logs, wait=None)
         endpoints["sink_url"] = f"http://127.0.0.1:{sink.port}"
-        self._add_healthy("sink", sink, lambda: start_sink(env, logs, port=sink.port), 90)
+        self._add_healthy(
+            "sink", sink, lambda wait=90: start_sink(env, logs, port=sink.port, wait=wait), 90
+        )
         workers = [start_worker(env, logs, i, wait=None) for i in range(1, s.workers + 1)]
         for w in workers:
             index, port = int(w.name.split("-")[1]), w.port
@@ -321,7 +327,11 @@ class Supervisor:
                     print(f"{name} died (exit {child.exit_code}); restarting", flush=True)
                     child.restarts.append(now)
                     try:
-                        child.proc = child.restart()
+                        # recorded as soon as it runs: its own exit code is the one
+                        # reported if it fails, and a record names it meanwhile
+                        child.proc = child.restart(wait=None)
+                        self._save()
+                        child.proc.wait_healthy(90)
                         child.status = "healthy"
                     except StartFailed as exc:
                         print(f"{name} restart failed: {exc}", flush=True)
