@@ -18,7 +18,7 @@ from typing import Any
 import faust
 
 from schemas.topics import input_topics
-from streams import faust_fastpath, metrics
+from streams import faust_fastpath, logs, metrics
 from streams.core.guard import InvalidShareExceeded
 from streams.endpoints import Endpoints
 from streams.faust_kafka import OmniApp, RawSchema
@@ -93,6 +93,7 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
         web_bind="127.0.0.1",
         web_port=web_port,
         web_host="127.0.0.1",
+        logging_config=logs.faust_config(settings.log_json),
     )
     state: dict[str, Any] = {"ready": False, "batches": 0, "events": 0}
     positions: dict[tuple[str, int], int] = {}

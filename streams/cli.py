@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import re
 import signal
 import sys
@@ -28,12 +27,9 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _setup_logging(settings: Settings) -> None:
-    fmt = (
-        '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
-        if settings.log_json
-        else "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
-    )
-    logging.basicConfig(level=logging.INFO, format=fmt, stream=sys.stderr)
+    from streams import logs
+
+    logs.setup(settings.log_json)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -208,6 +204,8 @@ def worker() -> None:
     gc_tuning.tune(settings.gc_threshold)
     sys.argv = [
         "omni worker",
+        # faust's banner and progress go to stdout, outside logging: not JSON
+        *(["--quiet"] if settings.log_json else []),
         "worker",
         "--loglevel",
         "info",

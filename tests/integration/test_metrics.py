@@ -3,6 +3,7 @@ move by exactly what went through."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -64,3 +65,21 @@ def test_metrics_move_with_traffic(run_stack: Callable[..., Running]) -> None:
     # both froze what startup left, with the collection before it observed (gc_tuning.tune)
     for samples in (after_w, after_s):
         assert total(samples, "omni_gc_pause_seconds_count", generation="2") >= 1
+
+
+def test_json_logs_are_json_in_the_worker_and_the_sink(run_stack: Callable[..., Running]) -> None:
+    # (before: the worker kept faust's plain lines, and a quote in a message broke the
+    # sink's; librdkafka's own lines, "%<level>|...", are not Python's and stay as they are)
+    stack = run_stack(workers=1, log_json=True)
+    sim = Simulation(100, seed=72, duplicate_share=0, malformed_share=0.05)
+    with TouchpointProducer(stack.endpoints.kafka_bootstrap, stack.settings.topic_prefix) as p:
+        publish(sim, p, stack.settings.topic_prefix)
+    wait_accounted(stack.views, stack.endpoints, 100, timeout=120)
+    for proc, least in ((stack.workers[0], 10), (stack.sink, 2)):
+        assert proc is not None
+        lines = proc.log_path.read_text(errors="replace").splitlines()
+        parsed = [json.loads(line) for line in lines if not line.startswith("%")]
+        assert len(parsed) >= least, lines[:20]
+        assert all({"ts", "level", "logger", "msg"} <= set(p) for p in parsed)
+        if proc is stack.workers[0]:
+            assert any(p["logger"].startswith("faust") for p in parsed)
