@@ -30,6 +30,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -440,6 +441,18 @@ class DashboardData:
             return panels
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: JSON has neither, and a browser's parser
+    refuses the whole reply over one (a ratio of 0 / 0 in a dashboard query)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 class _ReadApi(BaseHTTPRequestHandler):
     server: _ReadServer
 
@@ -447,7 +460,8 @@ class _ReadApi(BaseHTTPRequestHandler):
         log.debug("read api: " + fmt, *args)
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
-        self._send(status, json.dumps(body, default=str).encode(), "application/json")
+        data = json.dumps(_finite(body), default=str, allow_nan=False).encode()
+        self._send(status, data, "application/json")
 
     def _send(self, status: int, data: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -509,10 +523,12 @@ class _ReadApi(BaseHTTPRequestHandler):
         if self.path not in ("/query", "/erase"):
             self._reply(404, {"error": "not found"})
             return
-        length = int(self.headers.get("Content-Length", "0"))
         warehouse = self.server.sink.warehouse
         try:
+            length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(body, dict) or not isinstance(body.get("parameters", {}), dict):
+                raise ValueError("expected a JSON object, its parameters an object")
             if self.path == "/erase":  # the one write: erasure of a person (omni forget)
                 erased = warehouse.erase(
                     [str(body["one_id"])],
@@ -522,12 +538,15 @@ class _ReadApi(BaseHTTPRequestHandler):
                 self._reply(200, erased)
                 return
             result = warehouse.query(str(body["sql"]), body.get("parameters"))
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             self._reply(400, {"error": f"bad request: {exc}"})
         except QueryRefused as exc:
             self._reply(400, {"error": str(exc)})
         except ServiceUnavailable as exc:
             self._reply(503, {"error": str(exc)})
+        except Exception as exc:  # an answer, never a dropped connection
+            log.exception("read api: %s failed", self.path)
+            self._reply(500, {"error": f"{type(exc).__name__}"})
         else:
             self._reply(200, {"columns": result.columns, "rows": result.rows})
 

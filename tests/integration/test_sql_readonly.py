@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -44,3 +47,37 @@ def test_omni_sql_refuses_writes(run_stack: Callable[..., Running]) -> None:
     assert counted.returncode == 0, counted.stderr
     assert counted.stdout.strip() == '[{"n": 0}]'
     assert "touchpoint_facts" in omni_sql(stack, "SHOW TABLES").stdout
+
+
+def test_the_read_api_answers_every_request_with_json(run_stack: Callable[..., Running]) -> None:
+    stack = run_stack(workers=0, sink=True)
+    assert stack.sink is not None
+    url = f"http://127.0.0.1:{stack.sink.port}"
+
+    def post(data: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+        request = urllib.request.Request(f"{url}/query", data=data, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return reply.status, strict_json(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, strict_json(exc.read())
+
+    # before: each of these dropped the connection without an answer
+    for body in (b'["SELECT 1"]', b'"SELECT 1"', b'{"sql": "SELECT 1", "parameters": "x"}'):
+        status, reply = post(body)
+        assert status == 400 and reply["error"].startswith("bad request"), (body, reply)
+    # 0 / 0 is NaN in ClickHouse, which JSON has not: null (before: the reply held NaN, and
+    # the dashboard's page refused every panel over it)
+    assert post(b'{"sql": "SELECT 0 / 0 AS x, 1 / 0 AS y"}') == (
+        200, {"columns": ["x", "y"], "rows": [[None, None]]}
+    )  # fmt: skip
+    with urllib.request.urlopen(f"{url}/dashboard/data", timeout=60) as reply:
+        panels = strict_json(reply.read())
+    assert panels["repurchase_rate"]["rows"] == [[0, 0, None]]
+
+
+def strict_json(data: bytes) -> dict:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(data, parse_constant=refuse)
