@@ -118,9 +118,11 @@ def machine() -> dict[str, Any]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
+    """User + system CPU time of a process (all its threads) so far, and of its children
+    it has reaped: redis-server's AOF rewrites run in a forked child, a core each for
+    seconds at a time, and are Redis's cost."""
     fields = proc_stat(pid)
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICKS
 
 
 def rss_bytes(pid: int) -> int:
@@ -898,10 +900,15 @@ def _targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         result["redis"],
         result["rss"],
     )
-    ratio = result["ratios"].get("pipeline_vs_bare_faust")
+    # against the faster of the bare agents measured (the framework's ceiling)
+    shares = [
+        result["ratios"].get(key)
+        for key in ("pipeline_vs_bare_faust", "pipeline_vs_bare_faust_stock")
+    ]
+    ratio = min((x for x in shares if x is not None), default=None)
     return {
         "pipeline_vs_bare_faust": {
-            "target": f">= {TARGET_BARE_FAUST_SHARE:.0%} of bare faust",
+            "target": f">= {TARGET_BARE_FAUST_SHARE:.0%} of the faster bare faust",
             "value": "no baseline" if ratio is None else f"{ratio:.0%}",
             "met": ratio is not None and ratio >= TARGET_BARE_FAUST_SHARE,
         },
@@ -1086,8 +1093,8 @@ def run(
                 "duplicates": stats.get("duplicates", 0),
                 "facts": stats.get("facts", 0),
                 "fact_rows_in_sink": sink_end.get("rows:touchpoint_facts", 0),
-                "every_event": stats.get("processed", 0) + stats.get("dead_lettered", 0)
-                == produced,
+                "every_event": stats.get("processed", 0) + stats.get("dead_lettered", 0) == produced
+                and sink_end.get("rows:touchpoint_facts", 0) == stats.get("facts", 0),
             },
             "stack": {"home": str(home), "components": stack.components},
             "phases_s": phases,
@@ -1249,7 +1256,8 @@ def report_rows(r: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield (
         "accounted",
         f"{acc['processed']:,} processed + {acc['dead_lettered']:,} dead-lettered of "
-        f"{acc['produced']:,} produced: " + ("all" if acc["every_event"] else "MISMATCH"),
+        f"{acc['produced']:,} produced; {acc['fact_rows_in_sink']:,} of {acc['facts']:,} "
+        "facts in ClickHouse: " + ("all" if acc["every_event"] else "MISMATCH"),
     )
 
 
