@@ -9,6 +9,7 @@ are keyed by their producers (schemas/topics.py), so no repartition topic is nee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -174,6 +175,9 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
             ):
                 for e in events:  # released by _settle, after the batch is finished
                     e.message.incref()
+                    # a partition's lag counts from here until a batch of it is finished
+                    # (a batch that cannot be applied leaves its partitions behind)
+                    positions.setdefault((e.message.topic, e.message.partition), e.message.offset)
                 batch = [
                     Inbound(
                         e.message.topic,
@@ -238,10 +242,13 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
     async def prometheus(web: Any, request: Any) -> Any:
         from faust.types import TP
 
-        for (topic, partition), position in positions.items():
+        for (topic, partition), position in list(positions.items()):
             try:
                 end = app.consumer.highwater(TP(topic, partition))
-            except Exception:  # partition not assigned here (any more)
+            except Exception:  # not assigned here any more: another worker reports it
+                positions.pop((topic, partition), None)
+                with contextlib.suppress(KeyError):
+                    metrics.CONSUMER_LAG.remove(topic, str(partition))
                 continue
             if end is not None:
                 metrics.CONSUMER_LAG.labels(topic, str(partition)).set(max(0, end - position))

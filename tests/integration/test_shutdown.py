@@ -12,6 +12,7 @@ import pytest
 
 from connectors.embedded import free_port
 from streams.app import SHUTDOWN_GRACE_S
+from streams.metrics import scrape, total
 from streams.simulate import Simulation
 
 from ..harness import run_stack, send, tenant_settings
@@ -39,6 +40,12 @@ def stop_while_redis_is_away(stack: Running) -> None:
     while "waits: redis" not in worker.log_path.read_text(errors="replace"):
         assert time.monotonic() < deadline, "the worker never waited for Redis"
         time.sleep(0.2)
+    # the partitions of a batch that cannot be applied are behind by all of it (before:
+    # no lag at all was reported until a batch of the partition had been acknowledged)
+    deadline = time.monotonic() + 10
+    while total(scrape(worker.port), "omni_consumer_lag") != 50:
+        assert time.monotonic() < deadline, scrape(worker.port)
+        time.sleep(0.5)
     asked = time.monotonic()
     worker.signal(signal.SIGTERM)
     while worker.alive and time.monotonic() - asked < SHUTDOWN_GRACE_S + 30:
