@@ -416,12 +416,14 @@ def _cpu(stack: Stack) -> dict[str, float]:
 
 
 def _changes(samples: list[tuple[float, int]]) -> list[tuple[float, int]]:
-    """The samples at which the count moved (a worker batch landed), with the first."""
+    """The samples at which the count moved: a worker batch landed. The first sample is
+    where counting began, not a landing, and is left out: a rate from it would count the
+    first batch over less than its own time."""
     out = samples[:1]
     for sample in samples[1:]:
         if sample[1] != out[-1][1]:
             out.append(sample)
-    return out
+    return out[1:]
 
 
 def _rate_between(changes: list[tuple[float, int]], a: float, b: float) -> float | None:
@@ -464,13 +466,15 @@ def _throughput(
     t0 = time.monotonic()
     cpu0, sink0 = _cpu(stack), sink_stats(stack)
     metrics0 = {name: worker_sums(stack.ports[name]) for name in stack.workers}
-    samples.append((t0, counters.accounted()))
+    first = counters.accounted()
+    samples.append((time.monotonic(), first))  # a count is stamped when it arrived
     end = t0 + config.seconds
     ran_dry = False
     shown = 0.0
     while True:
         time.sleep(0.05)
-        now, done = time.monotonic(), counters.accounted()
+        done = counters.accounted()
+        now = time.monotonic()
         samples.append((now, done))
         if now - shown >= 0.5:
             progress("throughput", min(now - t0, config.seconds), config.seconds)

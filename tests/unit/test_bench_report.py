@@ -127,3 +127,15 @@ def test_cpu_seconds_count_the_children_a_process_reaped() -> None:
     before = bench.cpu_seconds(os.getpid())
     subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
     assert bench.cpu_seconds(os.getpid()) - before >= 0.1
+
+
+def test_the_rate_runs_from_the_first_batch_that_landed_not_from_the_windows_start() -> None:
+    # 5,000 events/s in batches of 2,000 every 0.4 s; the window opens 0.01 s before a
+    # landing, sampled every 0.05 s (before: 5,300+ for the window, the first batch
+    # counted over 0.01 s of its 0.4)
+    samples = [(0.0, 0)] + [
+        (0.05 * i, 2_000 * (1 + int((0.05 * i - 0.01) // 0.4))) for i in range(1, 200)
+    ]
+    changes = bench._changes(samples)
+    assert changes[0][1] == 2_000
+    assert bench._rate_between(changes, 0.0, 10.0) == pytest.approx(5_000, rel=0.01)
