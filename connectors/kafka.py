@@ -11,7 +11,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from connectors.errors import DeliveryFailed
 from schemas.codec import encode
@@ -316,10 +316,3 @@ def _key(record: Mapping[str, Any]) -> bytes:
     minute = int(record["minute"].timestamp())
     bucket = (minute, record["channel"], record["touchpoint_type"], record["store_id"])
     return "|".join(map(str, bucket)).encode()
-
-
-def describe_validation_error(exc: ValidationError) -> tuple[str, str, str]:
-    """(field, reason, detail) of the first error, without the offending input value."""
-    first = exc.errors(include_input=False, include_url=False)[0]
-    field = ".".join(str(p) for p in first["loc"]) or "record"
-    return field, first["type"], first["msg"]

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from schemas.contract import TOUCHPOINT_TYPES
-from schemas.models import MODELS
+from schemas.models import MODELS, describe_validation_error
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,8 @@ def parse_line(number: int, raw: bytes) -> tuple[str, BaseModel] | LineError:
     try:
         return type_name, MODELS[type_name].model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        field = ".".join(str(p) for p in first["loc"]) or "record"
-        return LineError(number, field, first["msg"])
+        field, _, detail = describe_validation_error(exc)
+        return LineError(number, field, detail)
 
 
 def to_json_line(type_name: str, record: BaseModel) -> str:

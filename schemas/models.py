@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationError,
     model_validator,
 )
 
@@ -368,3 +369,10 @@ def type_name_of(record: BaseModel) -> str:
         if type(record) is model:
             return name
     raise KeyError(f"{type(record).__name__} is not a contract model")
+
+
+def describe_validation_error(exc: ValidationError) -> tuple[str, str, str]:
+    """(field, reason, detail) of the first error, without the offending input value."""
+    first = exc.errors(include_input=False, include_url=False)[0]
+    field = ".".join(str(p) for p in first["loc"]) or "record"
+    return field, first["type"], first["msg"]

@@ -304,8 +304,9 @@ def produce(source: Any, skip_invalid: bool) -> None:
     sent; the exit status is 1 if any line was invalid (unless --skip-invalid)."""
     from pydantic import ValidationError
 
-    from connectors.kafka import TouchpointProducer, describe_validation_error
+    from connectors.kafka import TouchpointProducer
     from schemas.jsonlines import LineError, parse_line
+    from schemas.models import describe_validation_error
     from streams.core.errors import InvalidTouchpoint
     from streams.endpoints import StackNotRunning, resolve
     from streams.wiring import rules

@@ -27,7 +27,6 @@ from connectors.kafka import (
     MAX_MESSAGE_BYTES,
     DeadLetter,
     PipelineOutput,
-    describe_validation_error,
 )
 from connectors.redis_views import (
     IDENTITY_ACTIONS,
@@ -38,7 +37,7 @@ from connectors.redis_views import (
     event_item,
 )
 from schemas.codec import DecodeError, SchemaResolver, decode
-from schemas.models import MODELS
+from schemas.models import MODELS, describe_validation_error
 from streams import metrics
 from streams.core.errors import InvalidTouchpoint
 from streams.core.guard import InvalidShareGuard

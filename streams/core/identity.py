@@ -19,7 +19,7 @@ from typing import NamedTuple
 import phonenumbers
 from pydantic import ValidationError
 
-from schemas.models import DeviceRole, Identifier, IdentifierKind
+from schemas.models import DeviceRole, Identifier, IdentifierKind, describe_validation_error
 from streams.core.errors import InvalidTouchpoint
 
 #: Values sources send when they have nothing; never an identity.
@@ -154,6 +154,6 @@ def parse_lookup(text: str, phone_key: bytes) -> str:
         else:
             ident = Identifier(kind=names[kind], value=value)
     except ValidationError as exc:  # said without the value: it may be a phone number
-        first = exc.errors(include_input=False, include_url=False)[0]
-        raise InvalidTouchpoint(f"lookup.{kind}", first["type"], first["msg"]) from None
+        _, reason, detail = describe_validation_error(exc)
+        raise InvalidTouchpoint(f"lookup.{kind}", reason, detail) from None
     return identity_key(ident, phone_key).key
