@@ -18,6 +18,7 @@ from schemas.contract import (
     SchemaInfo,
     contract,
     expanded_source,
+    full_name,
     inline_named,
     load_schema_info,
     type_for_full_name,
@@ -26,6 +27,15 @@ from schemas.contract import (
 
 class RegistryUnavailable(ServiceUnavailable):
     pass
+
+
+def _avro_named(schema: Schema) -> dict[str, Any] | None:
+    """The JSON of an Avro named type (record, enum, ...) the registry holds; None for
+    another format or another shape (``ValueError`` if it is not JSON)."""
+    if (schema.schema_type or "AVRO") != "AVRO":
+        return None
+    source = json.loads(schema.schema_str or "")
+    return source if isinstance(source, dict) and "name" in source else None
 
 
 class RegistrySchemas:
@@ -59,15 +69,11 @@ class RegistrySchemas:
         return getattr(found, "schema", found)  # get_version gives a RegisteredSchema
 
     def _ours(self, schema: Schema) -> SchemaInfo | None:
-        if (schema.schema_type or "AVRO") != "AVRO":
-            return None
         try:
-            source = json.loads(schema.schema_str or "")
-            if not isinstance(source, dict):
+            source = _avro_named(schema)
+            if source is None:
                 return None
-            name = str(source.get("name", ""))
-            full_name = name if "." in name else f"{source.get('namespace', '')}.{name}"
-            type_name = type_for_full_name(full_name)
+            type_name = type_for_full_name(full_name(source))
             if type_name is None:
                 return None
             named = self._referenced(schema.references or [], depth=0)
@@ -85,13 +91,10 @@ class RegistrySchemas:
             return None
         for ref in references:
             schema = self._ask(self.client.get_version, ref.subject, ref.version)
-            if schema is None or (schema.schema_type or "AVRO") != "AVRO":
+            source = None if schema is None else _avro_named(schema)
+            if schema is None or source is None:
                 return None
-            source = json.loads(schema.schema_str or "")
-            if not isinstance(source, dict) or "name" not in source:
-                return None
-            name = str(source["name"])
-            named[name if "." in name else f"{source.get('namespace', '')}.{name}"] = source
+            named[full_name(source)] = source
             deeper = self._referenced(schema.references or [], depth + 1)
             if deeper is None:
                 return None

@@ -73,10 +73,16 @@ def common_types() -> list[Any]:
     return list(_read(_COMMON))
 
 
+def full_name(source: dict[str, Any]) -> str:
+    """A named type's full name: its ``name`` if that is dotted, else ``namespace.name``."""
+    name = str(source.get("name", ""))
+    return name if "." in name else f"{source.get('namespace', '')}.{name}"
+
+
 def expanded_source(type_name: str) -> dict[str, Any]:
     """The shipped schema of ``type_name`` as one self-contained JSON document (each shared
     named type defined at its first use): what a schema registry stores."""
-    shared = {f"{t.get('namespace', '')}.{t['name']}": t for t in common_types()}
+    shared = {full_name(t): t for t in common_types()}
     return inline_named(schema_source(type_name), shared)  # type: ignore[no-any-return]
 
 
@@ -103,10 +109,9 @@ def inline_named(source: Any, named: dict[str, Any]) -> Any:
     return expand(source)
 
 
-def type_for_full_name(full_name: str) -> str | None:
+def type_for_full_name(name: str) -> str | None:
     for type_name in (*TOUCHPOINT_TYPES, *INTERNAL_TYPES):
-        raw = schema_source(type_name)
-        if f"{raw.get('namespace', '')}.{raw['name']}" == full_name:
+        if full_name(schema_source(type_name)) == name:
             return type_name
     return None
 
