@@ -68,8 +68,12 @@ for i = 1, #ARGV, 2 do
   end
 end
 """
-#: what SCAN MATCH reads as a pattern, escaped to match itself
 _GLOB = re.compile(r"[\\*?\[\]]")
+
+
+def _literal(text: str) -> str:
+    """``text`` as a SCAN MATCH pattern that matches only itself."""
+    return _GLOB.sub(r"\\\g<0>", text)
 
 
 class StockMove(NamedTuple):
@@ -343,7 +347,7 @@ class RedisViews:
         if location is not None:
             locations = [location]
         else:
-            pattern = _GLOB.sub(r"\\\g<0>", head) + "*"
+            pattern = _literal(head) + "*"
             found = (
                 k.decode()[len(head) :] for k in self.client.scan_iter(match=pattern, count=1000)
             )
@@ -396,7 +400,7 @@ class RedisViews:
         from a member to its events, so every record is read, in batches. Safe to repeat;
         how many were emptied."""
         heads = tuple(f"{one_id}|".encode() for one_id in one_ids)
-        pattern = _GLOB.sub(r"\\\g<0>", self.prefix) + "e:*"
+        pattern = _literal(self.prefix) + "e:*"
         blanked = 0
         try:
             keys = self.client.scan_iter(match=pattern, count=batch)
