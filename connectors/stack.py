@@ -119,7 +119,7 @@ def _lock_held(paths: Paths) -> bool:
 @dataclass
 class _Child:
     proc: ManagedProcess
-    restart: Any  # (wait=None: do not wait to be healthy) -> ManagedProcess
+    restart: Any  # () -> ManagedProcess, started again and not yet healthy
     restarts: list[float] = field(default_factory=list)
     status: str = "healthy"
     exit_code: int | None = None
@@ -153,11 +153,10 @@ class Supervisor:
         self.children[name] = _Child(proc, restart, status=status)
         self._save()
 
-    def _add_healthy(self, name: str, proc: ManagedProcess, restart: Any, wait: float) -> None:
-        """Record a process that has just started, then wait for it to be healthy: a
+    def _healthy(self, name: str, wait: float) -> None:
+        """Wait for a child recorded while ``starting`` to be healthy, and record that: a
         supervisor killed meanwhile leaves a record that names it (``omni down``)."""
-        self._add(name, proc, restart, status="starting")
-        proc.wait_healthy(wait)
+        self.children[name].proc.wait_healthy(wait)
         self.children[name].status = "healthy"
         self._save()
 
@@ -228,7 +227,7 @@ class Supervisor:
             self._add(
                 "redis",
                 redis_proc,
-                lambda wait=20: start_redis(self.paths.redis, logs, port=port, wait=wait),
+                lambda: start_redis(self.paths.redis, logs, port=port, wait=None),
             )
             endpoints["redis_url"] = f"redis://127.0.0.1:{redis_proc.port}/0"
         else:
@@ -245,22 +244,21 @@ class Supervisor:
         }
         sink = start_sink(env, logs, wait=None)
         endpoints["sink_url"] = f"http://127.0.0.1:{sink.port}"
-        self._add_healthy(
-            "sink", sink, lambda wait=90: start_sink(env, logs, port=sink.port, wait=wait), 90
+        self._add(
+            "sink", sink, lambda: start_sink(env, logs, port=sink.port, wait=None), "starting"
         )
+        self._healthy("sink", 90)
         workers = [start_worker(env, logs, i, wait=None) for i in range(1, s.workers + 1)]
         for w in workers:
             index, port = int(w.name.split("-")[1]), w.port
             self._add(
                 w.name,
                 w,
-                lambda i=index, p=port, wait=90: start_worker(env, logs, i, port=p, wait=wait),
+                lambda i=index, p=port: start_worker(env, logs, i, port=p, wait=None),
                 status="starting",
             )
         for w in workers:
-            w.wait_healthy(120)
-            self.children[w.name].status = "healthy"
-            self._save()
+            self._healthy(w.name, 120)
 
     def _pause_workers(self) -> None:
         """Stop the workers as on shutdown (SIGTERM, SIGKILL after 45 s) and record them
@@ -288,7 +286,7 @@ class Supervisor:
         self._save()
         paused = [(name, child) for name, child in self._workers() if child.status == "paused"]
         for _, child in paused:
-            child.proc = child.restart(wait=None)
+            child.proc = child.restart()
             child.status = "resuming"
             child.exit_code = None
             self._save()
@@ -329,7 +327,7 @@ class Supervisor:
                     try:
                         # recorded as soon as it runs: its own exit code is the one
                         # reported if it fails, and a record names it meanwhile
-                        child.proc = child.restart(wait=None)
+                        child.proc = child.restart()
                         self._save()
                         child.proc.wait_healthy(90)
                         child.status = "healthy"
