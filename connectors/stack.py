@@ -223,11 +223,11 @@ class Supervisor:
             endpoints["kafka_bootstrap"] = s.kafka_bootstrap
         if not s.redis_url:
             redis_proc = start_redis(self.paths.redis, logs)
-            port = redis_proc.port
+            # (the port bound now: a name the closure read later could have moved on)
             self._add(
                 "redis",
                 redis_proc,
-                lambda: start_redis(self.paths.redis, logs, port=port, wait=None),
+                lambda p=redis_proc.port: start_redis(self.paths.redis, logs, port=p, wait=None),
             )
             endpoints["redis_url"] = f"redis://127.0.0.1:{redis_proc.port}/0"
         else:
@@ -245,7 +245,7 @@ class Supervisor:
         sink = start_sink(env, logs, wait=None)
         endpoints["sink_url"] = f"http://127.0.0.1:{sink.port}"
         self._add(
-            "sink", sink, lambda: start_sink(env, logs, port=sink.port, wait=None), "starting"
+            "sink", sink, lambda p=sink.port: start_sink(env, logs, port=p, wait=None), "starting"
         )
         self._healthy("sink", 90)
         workers = [start_worker(env, logs, i, wait=None) for i in range(1, s.workers + 1)]

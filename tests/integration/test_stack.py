@@ -167,3 +167,25 @@ def test_demo_json_accounts_for_every_event(tmp_path: Path) -> None:
     for key in ("elapsed_s", "events_per_s"):
         assert result[key] > 0
     assert stack.status(Settings(home=tmp_path / "home"))["state"] == "not running"
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_restarted_redis_comes_back_on_its_own_port(tmp_path: Path) -> None:
+    settings = embedded_settings(tmp_path / "home")
+    stack.up(settings, on_progress=lambda _: None)
+    try:
+        before = stack.status(settings)["components"]
+        os.killpg(before["redis"]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            now = stack.status(settings)["components"]["redis"]
+            if now["pid"] != before["redis"]["pid"] and now["status"] in ("healthy", "dead"):
+                break
+            assert time.monotonic() < deadline, now
+            time.sleep(0.2)
+        # (before: the restart closure read a variable the worker loop had reassigned,
+        # and redis came back on worker-1's port, where the workers do not look)
+        assert (now["status"], now["port"]) == ("healthy", before["redis"]["port"])
+        assert now["port"] != before["worker-1"]["port"]
+    finally:
+        stack.down(settings)
