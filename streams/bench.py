@@ -466,8 +466,8 @@ def _throughput(
     t0 = time.monotonic()
     cpu0, sink0 = _cpu(stack), sink_stats(stack)
     metrics0 = {name: worker_sums(stack.ports[name]) for name in stack.workers}
-    first = counters.accounted()
-    samples.append((time.monotonic(), first))  # a count is stamped when it arrived
+    done = counters.accounted()
+    samples.append((time.monotonic(), done))  # a count is stamped when it arrived
     end = t0 + config.seconds
     ran_dry = False
     shown = 0.0

@@ -393,9 +393,10 @@ def dlq_ls(reason: str | None, topic: str | None, limit: int, as_json: bool) -> 
 
     letters = _letters(reason, topic)
     by_reason = Counter((letter.original_topic, letter.reason) for letter in letters)
+    newest = letters[max(0, len(letters) - limit) :]  # (limit 0: none)
     if as_json:
         counted = [{"topic": t, "reason": r, "count": n} for (t, r), n in by_reason.most_common()]
-        latest = [letter.summary() for letter in letters[max(0, len(letters) - limit) :]]
+        latest = [letter.summary() for letter in newest]
         print(json.dumps({"total": len(letters), "by_reason": counted, "latest": latest}))
         return
     out.print(f"{len(letters)} dead letters")
@@ -404,7 +405,7 @@ def dlq_ls(reason: str | None, topic: str | None, limit: int, as_json: bool) -> 
         table.add_row(t, r, str(n))
     out.print(table)
     latest = Table("ref", "source", "field", "reason", "detail")
-    for letter in letters[max(0, len(letters) - limit) :]:
+    for letter in newest:
         source = f"{letter.original_topic}/{letter.original_partition}@{letter.original_offset}"
         latest.add_row(letter.ref, source, letter.field, letter.reason, letter.detail[:60])
     out.print(latest)
