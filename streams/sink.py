@@ -460,8 +460,11 @@ class _ReadApi(BaseHTTPRequestHandler):
         log.debug("read api: " + fmt, *args)
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(_finite(body), default=str, allow_nan=False).encode()
-        self._send(status, data, "application/json")
+        try:
+            text = json.dumps(body, default=str, allow_nan=False)
+        except ValueError:  # a NaN or an infinity somewhere: walked only then
+            text = json.dumps(_finite(body), default=str, allow_nan=False)
+        self._send(status, text.encode(), "application/json")
 
     def _send(self, status: int, data: bytes, content_type: str) -> None:
         self.send_response(status)
