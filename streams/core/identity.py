@@ -99,19 +99,39 @@ def _normalised_blocklist(extra_illegal: frozenset[str]) -> frozenset[str]:
     return frozenset(extra.strip().lower() for extra in extra_illegal)
 
 
+@lru_cache(maxsize=16)
+def _blocked_phone_keys(extra_illegal: frozenset[str], phone_key: bytes) -> frozenset[str]:
+    """The blocklist's phone numbers as identity keys: a number is blocked however it is
+    written (+86 138 0013 8000, 138-0013-8000, ...). Entries that are no phone number
+    are left to the plain comparison."""
+    keys = set()
+    for extra in extra_illegal:
+        try:
+            keys.add(phone_identity_key(extra.strip(), phone_key))
+        except InvalidTouchpoint:
+            continue
+    return frozenset(keys)
+
+
+def _illegal(ident: Identifier, why: str) -> InvalidTouchpoint:
+    # the value itself is never echoed: a blocklisted one is often a person's number
+    return InvalidTouchpoint(f"identifiers.{ident.kind.value}", "illegal_value", why)
+
+
 def identity_key(
     ident: Identifier, phone_key: bytes, extra_illegal: frozenset[str] = frozenset()
 ) -> IdentityKey:
     value = ident.value.strip()
     lowered = value.lower()
-    if lowered in ILLEGAL_VALUES or (
-        extra_illegal and lowered in _normalised_blocklist(extra_illegal)
-    ):
-        raise InvalidTouchpoint(
-            f"identifiers.{ident.kind.value}", "illegal_value", repr(value)[:40]
-        )
+    if lowered in ILLEGAL_VALUES:
+        raise _illegal(ident, "a placeholder, not an identifier")
+    if extra_illegal and lowered in _normalised_blocklist(extra_illegal):
+        raise _illegal(ident, "on OMNI_IDENTIFIER_BLOCKLIST")
     if ident.kind == IdentifierKind.phone:
-        return IdentityKey(phone_identity_key(value, phone_key), ident.kind)
+        key = phone_identity_key(value, phone_key)
+        if extra_illegal and key in _blocked_phone_keys(extra_illegal, phone_key):
+            raise _illegal(ident, "on OMNI_IDENTIFIER_BLOCKLIST")
+        return IdentityKey(key, ident.kind)
     if ident.kind == IdentifierKind.openid:
         app_id = (ident.app_id or "").strip()
         if app_id.lower() in ILLEGAL_VALUES:

@@ -106,21 +106,24 @@ def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) 
     }
     match record:
         case StoreScan():
+            # only a checkout sells: a guide's member-code scan takes nothing off the
+            # shelf, earns nothing and is no order, whatever lines it carries
+            checkout = record.scan_kind == ScanKind.checkout
             sold = tuple(
                 StockOp("sale", ln.sku, record.store_id, ln.quantity) for ln in record.lines
             )
             points = 0
-            if record.scan_kind == ScanKind.checkout:
+            if checkout:
                 points = rules.points_for_payment(record.paid_amount, type_name, "store")
             return EventPlan(
                 **base,
                 channel="store",
                 points=points,
-                stock=sold,
+                stock=sold if checkout else (),
                 store_id=record.store_id,
                 quantity=sum(ln.quantity for ln in record.lines),
-                amount=record.paid_amount,
-                purchase=record.scan_kind == ScanKind.checkout,
+                amount=record.paid_amount if checkout else Decimal(0),
+                purchase=checkout,
                 touch=f"guide:{record.staff_id}" if record.staff_id else "",
             )
         case LivestreamClick():

@@ -262,9 +262,9 @@ def test_parse_lookup(text: str, expected: str) -> None:
         ("nocolon", "expected TYPE:VALUE", ""),
         ("card:", "expected TYPE:VALUE", ""),
         ("bogus:1", "unknown_type", "bogus"),
-        ("card:null", "illegal_value", "'null'"),
+        ("card:null", "illegal_value", "a placeholder, not an identifier"),
         ("phone:abc", "not_a_phone_number", ""),
-        ("openid:wx-a", "illegal_value", "''"),
+        ("openid:wx-a", "illegal_value", "a placeholder, not an identifier"),
     ],
 )
 def test_parse_lookup_errors(text: str, reason: str, detail: str) -> None:
