@@ -30,10 +30,6 @@ from streams.wiring import pipeline as build_pipeline
 log = logging.getLogger("omni.worker")
 
 
-#: How long a stopping worker waits for the batch in hand before giving up on it.
-SHUTDOWN_GRACE_S = 30.0
-
-
 def _exit_unacknowledged(size: int, code: int = 75) -> None:
     """Leave without acknowledging, so the batch is redelivered to whoever takes the
     partitions next (the views ignore what they already applied)."""
@@ -42,9 +38,11 @@ def _exit_unacknowledged(size: int, code: int = 75) -> None:
     os._exit(code)
 
 
-async def _finish_before_ack(work: asyncio.Future, stopping: threading.Event, size: int) -> Any:
+async def _finish_before_ack(
+    work: asyncio.Future, stopping: threading.Event, size: int, grace_s: float
+) -> Any:
     try:
-        report = await asyncio.wait_for(asyncio.shield(work), SHUTDOWN_GRACE_S)
+        report = await asyncio.wait_for(asyncio.shield(work), grace_s)
     except TimeoutError:
         stopping.set()
         report = await work
@@ -99,7 +97,7 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
     state: dict[str, Any] = {"ready": False, "batches": 0, "events": 0}
     positions: dict[tuple[str, int], int] = {}
     stopping = threading.Event()
-    app.give_up, app.shutdown_grace_s = stopping, SHUTDOWN_GRACE_S
+    app.give_up, app.shutdown_grace_s = stopping, settings.shutdown_grace_s
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omni-batch")
     pipeline = build_pipeline(settings, endpoints)
 
@@ -115,7 +113,8 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
         try:
             report = await asyncio.shield(work)
         except asyncio.CancelledError:
-            _acknowledge(events, await _finish_before_ack(work, stopping, size))
+            report = await _finish_before_ack(work, stopping, size, settings.shutdown_grace_s)
+            _acknowledge(events, report)
             raise
         except Exception:
             # Not bad input (that is dead-lettered per message) but a fault of ours or of
@@ -218,7 +217,7 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
             if settling is not None or unfinished is not None:
                 drain = asyncio.ensure_future(finish_in_hand())
                 try:
-                    await asyncio.wait_for(asyncio.shield(drain), SHUTDOWN_GRACE_S)
+                    await asyncio.wait_for(asyncio.shield(drain), settings.shutdown_grace_s)
                 except TimeoutError:
                     stopping.set()
                     await drain

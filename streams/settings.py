@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         description="Decode and plan the next batch while the current one is applied "
         "(batches still reach Redis in offset order, each acknowledged once applied)",
     )
+    shutdown_grace_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest a stopping worker waits for the batch in hand before it exits "
+        "unacknowledged (keep it below the orchestrator's kill timeout)",
+    )
     faust_fast_drain: bool = Field(
         True,
         description="Hand fetched messages to faust streams without per-message tasks "

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from connectors.embedded import free_port
-from streams.app import SHUTDOWN_GRACE_S
 from streams.metrics import scrape, total
 from streams.simulate import Simulation
 
@@ -20,13 +19,17 @@ from .conftest import Running, Services
 
 pytestmark = pytest.mark.integration
 
+#: shorter than the default 30 s, so the test also shows the setting is the one used
+GRACE_S = 8.0
+
 
 def test_sigterm_while_redis_is_unreachable_exits_after_the_grace_period(
     services: Services, tmp_path: Path
 ) -> None:
     nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     started: list[Running] = []
-    stack = run_stack(tenant_settings(services.bootstrap, nobody, tmp_path), 1, False, started)
+    settings = tenant_settings(services.bootstrap, nobody, tmp_path, shutdown_grace_s=GRACE_S)
+    stack = run_stack(settings, 1, False, started)
     try:
         stop_while_redis_is_away(stack)
     finally:
@@ -48,11 +51,11 @@ def stop_while_redis_is_away(stack: Running) -> None:
         time.sleep(0.5)
     asked = time.monotonic()
     worker.signal(signal.SIGTERM)
-    while worker.alive and time.monotonic() - asked < SHUTDOWN_GRACE_S + 30:
+    while worker.alive and time.monotonic() - asked < GRACE_S + 30:
         time.sleep(0.2)
     took = time.monotonic() - asked
     # before: still retrying Redis, and still running, 90 s after the SIGTERM
     assert not worker.alive, f"still running {took:.0f}s after SIGTERM"
-    assert SHUTDOWN_GRACE_S - 1 <= took < SHUTDOWN_GRACE_S + 15, took
+    assert GRACE_S - 1 <= took < GRACE_S + 15, took
     assert worker.exit_code == 75
     assert "exiting without commit" in worker.log_path.read_text(errors="replace")
