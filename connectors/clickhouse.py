@@ -107,6 +107,14 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def dashboard_parameters(reporting_time_zone: str, sql: str | None = None) -> dict[str, str]:
+    """What the saved dashboard queries take as ``{name:Type}`` parameters; with ``sql``,
+    only those it names (given parameters, clickhouse-connect reads a query that names
+    none as Python %-formatting, and a ``LIKE '%x'`` would then fail)."""
+    values = {"reporting_time_zone": reporting_time_zone}
+    return {k: v for k, v in values.items() if sql is None or "{" + k + ":" in sql}
+
+
 def dashboard_queries() -> dict[str, str]:
     """name -> SQL of the saved dashboard queries (``connectors/dashboard/*.sql``)."""
     folder = resources.files("connectors").joinpath("dashboard")

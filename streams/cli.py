@@ -663,14 +663,18 @@ def inventory(sku: str, location: str | None, as_json: bool) -> None:
 @click.argument("statement")
 @click.option("--json", "as_json", is_flag=True)
 def sql(statement: str, as_json: bool) -> None:
-    """Run a read-only query on ClickHouse (ClickHouse's readonly setting enforces it)."""
-    from connectors.clickhouse import QueryRefused
+    """Run a read-only query on ClickHouse (ClickHouse's readonly setting enforces it). A
+    saved dashboard query's parameters ({reporting_time_zone:String}) are filled in from
+    the settings."""
+    from connectors.clickhouse import QueryRefused, dashboard_parameters
     from connectors.errors import WarehouseUnavailable
     from streams import reads
     from streams.endpoints import resolve
 
+    settings = _settings()
+    parameters = dashboard_parameters(settings.reporting_time_zone, statement)
     try:
-        result = reads.query(resolve(_settings()), statement)
+        result = reads.query(resolve(settings), statement, parameters)
     except QueryRefused as exc:
         _fail(f"refused: {exc}")
     except WarehouseUnavailable as exc:

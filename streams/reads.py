@@ -12,14 +12,19 @@ from connectors.errors import WarehouseUnavailable
 from streams.endpoints import Endpoints
 
 
-def query(endpoints: Endpoints, sql: str, timeout: float = 60.0) -> QueryResult:
+def query(
+    endpoints: Endpoints,
+    sql: str,
+    parameters: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> QueryResult:
     if not endpoints.clickhouse_dsn.startswith("chdb://"):
         warehouse = Warehouse.connect(endpoints.clickhouse_dsn)
         try:
-            return warehouse.query(sql)
+            return warehouse.query(sql, parameters)
         finally:
             warehouse.close()
-    body = _post(endpoints, "/query", {"sql": sql}, timeout)
+    body = _post(endpoints, "/query", {"sql": sql, "parameters": parameters or {}}, timeout)
     return QueryResult(body["columns"], body["rows"])
 
 

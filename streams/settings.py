@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -188,6 +189,10 @@ class Settings(BaseSettings):
         "required when it binds beyond loopback",
     )
     sink_http_port: int = Field(0, ge=0, description="Port of the sink's read API (0: any free)")
+    reporting_time_zone: str = Field(
+        "Asia/Shanghai",
+        description="IANA zone whose calendar days the dashboards count in (new members per day)",
+    )
     sink_faults: str = Field(
         "",
         description="Fault drills, never in production: fail_inserts_s=N (inserts fail for N "
@@ -217,6 +222,13 @@ class Settings(BaseSettings):
         parse_rates(self.tier_multipliers, "tier multiplier")
         parse_rates(self.campaign_multipliers, "campaign multiplier")
         parse_rates(self.sink_faults, "sink fault")
+        try:
+            ZoneInfo(self.reporting_time_zone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(
+                f"OMNI_REPORTING_TIME_ZONE: no time zone {self.reporting_time_zone!r} "
+                "(an IANA name such as Asia/Shanghai)"
+            ) from None
         return self
 
     def kafka_client_config(self) -> dict[str, str]:

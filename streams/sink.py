@@ -49,6 +49,7 @@ from connectors.clickhouse import (
     RowsRefused,
     Warehouse,
     avro_fit,
+    dashboard_parameters,
     dashboard_queries,
 )
 from connectors.errors import ServiceUnavailable, WarehouseUnavailable
@@ -421,8 +422,9 @@ class DashboardData:
     """Every saved query's result for the dashboard, computed at most once per
     ``DASHBOARD_CACHE_S`` however many pages poll; a failing query fails its panel only."""
 
-    def __init__(self, warehouse: Warehouse):
+    def __init__(self, warehouse: Warehouse, reporting_time_zone: str):
         self.warehouse = warehouse
+        self.reporting_time_zone = reporting_time_zone
         self.lock = threading.Lock()
         self.cached: tuple[float, dict[str, Any]] | None = None
 
@@ -433,7 +435,8 @@ class DashboardData:
             panels: dict[str, Any] = {}
             for name, sql in dashboard_queries().items():
                 try:
-                    result = self.warehouse.query(sql)
+                    parameters = dashboard_parameters(self.reporting_time_zone, sql)
+                    result = self.warehouse.query(sql, parameters)
                     panels[name] = {"columns": result.columns, "rows": result.rows}
                 except (QueryRefused, ServiceUnavailable) as exc:
                     panels[name] = {"error": str(exc)}
@@ -561,7 +564,7 @@ class _ReadServer(ThreadingHTTPServer):
         super().__init__(address, _ReadApi)
         self.sink = sink
         self.token = token
-        self.dashboard = DashboardData(sink.warehouse)
+        self.dashboard = DashboardData(sink.warehouse, sink.settings.reporting_time_zone)
 
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})

@@ -1,14 +1,15 @@
 -- Livestream click -> order, per room: viewers who clicked, orders attributed to the room
--- (OMNI_ATTRIBUTION_WINDOW_S), their GMV, and the share of viewers who bought.
+-- (OMNI_ATTRIBUTION_WINDOW_S), their GMV, and the share of viewers who bought (people:
+-- OneIDs with those merged into them since, person_facts).
 WITH clicks AS (
-    SELECT room_id, uniqExact(one_id) AS viewers, count() AS clicks
-    FROM touchpoint_facts FINAL
+    SELECT room_id, uniqExact(person) AS viewers, count() AS clicks
+    FROM person_facts
     WHERE touchpoint_type = 'livestream_click'
     GROUP BY room_id
 ), orders AS (
     SELECT substring(attribution, 12) AS room_id,
-           count() AS orders, uniqExact(one_id) AS buyers, sum(amount) AS gmv
-    FROM touchpoint_facts FINAL
+           count() AS orders, uniqExact(person) AS buyers, sum(amount) AS gmv
+    FROM person_facts
     WHERE touchpoint_type = 'app_order' AND startsWith(attribution, 'livestream:')
     GROUP BY room_id
 )

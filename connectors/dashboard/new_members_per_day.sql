@@ -1,12 +1,14 @@
--- OneIDs created per day, and of them how many came through a public platform
+-- Members created per day, and of them how many came through a public platform
 -- (livestream, WeChat) and later bought in an own channel (app, mini-program, store).
+-- A member: a OneID with the OneIDs merged into it since (person_facts), counted once,
+-- on the day (in OMNI_REPORTING_TIME_ZONE) of its first touchpoint.
 WITH firsts AS (
-    SELECT one_id, toDate(min(event_time)) AS day,
+    SELECT person, toDate(min(event_time), {reporting_time_zone:String}) AS day,
            argMin(channel, event_time) AS first_channel,
            countIf(touchpoint_type IN ('app_order', 'store_scan') AND amount > 0 AND outcome != 'order_repeated') AS purchases
-    FROM touchpoint_facts FINAL
-    WHERE one_id != ''
-    GROUP BY one_id
+    FROM person_facts
+    WHERE person != ''
+    GROUP BY person
     HAVING max(new_member) = 1
 )
 SELECT day,

@@ -1,17 +1,18 @@
 -- Red-envelope claim -> purchase, per campaign: claims awarded and refused (budget),
--- orders attributed to the campaign, their GMV, and the share of claimers who bought.
+-- orders attributed to the campaign, their GMV, and the share of claimers who bought
+-- (people: OneIDs with those merged into them since, person_facts).
 WITH claims AS (
     SELECT campaign_id,
            countIf(outcome != 'claim_refused') AS claims,
            countIf(outcome = 'claim_refused') AS refused,
-           uniqExactIf(one_id, outcome != 'claim_refused') AS claimers
-    FROM touchpoint_facts FINAL
+           uniqExactIf(person, outcome != 'claim_refused') AS claimers
+    FROM person_facts
     WHERE touchpoint_type = 'red_envelope_claim'
     GROUP BY campaign_id
 ), orders AS (
     SELECT substring(attribution, 14) AS campaign_id,
-           count() AS orders, uniqExact(one_id) AS buyers, sum(amount) AS gmv
-    FROM touchpoint_facts FINAL
+           count() AS orders, uniqExact(person) AS buyers, sum(amount) AS gmv
+    FROM person_facts
     WHERE touchpoint_type = 'app_order' AND startsWith(attribution, 'red_envelope:')
     GROUP BY campaign_id
 )

@@ -75,6 +75,10 @@ LAYOUT: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 FIXED_WINDOW = re.compile(r"\b(\w+) >= now\(\) - INTERVAL 24 HOUR")
+#: a query parameter of the saved queries (connectors.clickhouse.dashboard_parameters)
+PARAMETER = re.compile(r"\{(\w+):String\}")
+#: the dashboard's variables for them, with OMNI_* defaults (streams/settings.py)
+VARIABLES = {"reporting_time_zone": ("Reporting time zone", "Asia/Shanghai")}
 
 
 def saved_queries() -> dict[str, str]:
@@ -103,6 +107,11 @@ def grafana_sql(name: str, sql: str, spec: dict[str, Any]) -> str:
     """The saved query as Grafana runs it: every Grafana adaptation is here."""
     # the fixed window of the saved query follows Grafana's time picker instead
     sql = FIXED_WINDOW.sub(r"$__timeFilter(\1)", sql)
+    # a query parameter is the dashboard variable of its name
+    for parameter in PARAMETER.findall(sql):
+        if parameter not in VARIABLES:
+            raise SystemExit(f"{name}.sql: no dashboard variable for {{{parameter}:String}}")
+    sql = PARAMETER.sub(r"'${\1}'", sql)
     if "now()" in sql:
         raise SystemExit(f"{name}.sql: a time window other than the last 24 hours")
     # the table footer sums instead (Grafana would not show the totals row)
@@ -306,6 +315,13 @@ def place(panels: list[dict[str, Any]]) -> None:
         row_height = max(row_height, pos["h"])
 
 
+def variable(name: str, label: str, default: str) -> dict[str, Any]:
+    """A text box the saved queries' parameter of that name reads."""
+    current = {"text": default, "value": default}
+    return {"type": "textbox", "name": name, "label": label, "query": default,
+            "current": current, "options": [current], "hide": 0}  # fmt: skip
+
+
 def build() -> dict[str, Any]:
     queries = saved_queries()
     titles = web_titles()
@@ -338,7 +354,7 @@ def build() -> dict[str, Any]:
         "schemaVersion": 39,
         "version": 1,
         "time": {"from": "now-24h", "to": "now"},
-        "templating": {"list": []},
+        "templating": {"list": [variable(n, *v) for n, v in VARIABLES.items()]},
         "annotations": {"list": []},
         "links": [],
         "panels": panels,

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from connectors.clickhouse import RowsRefused, Warehouse, dashboard_queries
+from connectors.clickhouse import (
+    RowsRefused,
+    Warehouse,
+    dashboard_parameters,
+    dashboard_queries,
+)
+from streams.settings import Settings
 from streams.sink import COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -82,7 +88,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
 
 
 def run(warehouse: Warehouse, name: str) -> list[dict]:
-    result = warehouse.query(dashboard_queries()[name])
+    zone, sql = Settings.model_fields["reporting_time_zone"].default, dashboard_queries()[name]
+    result = warehouse.query(sql, dashboard_parameters(zone, sql))
     return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
 
 

@@ -134,3 +134,14 @@ def test_dashboard_queries_use_existing_tables() -> None:
         for table in re.findall(r"\b(?:FROM|JOIN)\s+(\w+)", query):
             assert table in tables | named, f"dashboard reads unknown table {table}"
     assert {"event_time", "one_id", "amount"} <= migration_columns()
+
+
+def test_dashboard_variables_are_the_query_parameters_with_their_settings_defaults() -> None:
+    from connectors.clickhouse import dashboard_parameters
+
+    variables = {v["name"]: v["query"] for v in json.loads(GRAFANA_DASHBOARD.read_text())[
+        "templating"]["list"]}  # fmt: skip
+    defaults = {name: Settings.model_fields[name].default for name in dashboard_parameters("")}
+    assert variables == defaults
+    sql = "\n".join(t["rawSql"] for p in dashboard_panels() for t in p["targets"])
+    assert not re.search(r"\{\w+:\w+\}", sql), "a query parameter Grafana cannot fill"

@@ -61,3 +61,10 @@ def test_secrets_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_an_unknown_protocol_is_refused(protocol: str) -> None:
     with pytest.raises(ValueError, match="security_protocol"):
         Settings(kafka_security_protocol=protocol)
+
+
+def test_an_unknown_reporting_time_zone_is_refused_by_name() -> None:
+    assert Settings(reporting_time_zone="Europe/Paris").reporting_time_zone == "Europe/Paris"
+    for zone in ("Asia/Shanghia", "../etc/passwd", ""):
+        with pytest.raises(ValueError, match="OMNI_REPORTING_TIME_ZONE"):
+            Settings(reporting_time_zone=zone)
