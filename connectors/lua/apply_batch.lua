@@ -97,6 +97,30 @@ local function num(v) return tonumber(v) or 0 end
 -- Points and money sums the script returns go through it (exact up to 2^53).
 local function int(x) return string.format('%d', x) end
 
+-- floor(n * part / whole) exactly, for whole numbers 0 <= n, part <= whole < 2^53: the
+-- product itself may pass 2^53, where a double would round it (a full refund of a
+-- 9,490,857.45-yuan order would leave a point behind). Long multiplication by doubling,
+-- every intermediate below 2 * whole.
+local function share(n, part, whole)
+  if part >= whole then return n end
+  local r = math.fmod(n, whole)
+  local base = (n - r) / whole * part
+  -- n * part / whole = (n - r) / whole * part + r * part / whole; the second term as
+  -- q whole parts and rem, built up bit by bit of part from the highest
+  local q, rem, p = 0, 0, 1
+  while p * 2 <= part do p = p * 2 end
+  while p >= 1 do
+    q, rem = q * 2, rem * 2
+    if rem >= whole then q, rem = q + 1, rem - whole end
+    if part >= p then
+      part, rem = part - p, rem + r
+      if rem >= whole then q, rem = q + 1, rem - whole end
+    end
+    p = p / 2
+  end
+  return base + q
+end
+
 -- The points ledger: every change of a balance is an entry with a unique reference
 -- (event, rule). The full ledger goes to ClickHouse; Redis keeps the newest RECENT.
 local RECENT = 5
@@ -444,7 +468,7 @@ local function apply_status(order_id, status, refund_cents, event_id, at, log)
     -- already: a full refund made in parts takes every point back
     local refunded = math.min(paid, num(h[7]) + refund_cents)
     redis.call('HSET', o, 'refunded', refunded)
-    if paid > 0 then reverse(math.floor(pts * refunded / paid) - rev) end
+    if paid > 0 then reverse(share(pts, refunded, paid) - rev) end
     stat('orders_refunded', 1)
   end
 end
