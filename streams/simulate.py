@@ -3,7 +3,8 @@
 Members show up across channels with overlapping identifiers (a card at the till, a phone
 in the app, a unionid when claiming a red envelope, openids per WeChat app), so the
 identity graph has real stitching to do; anonymous livestream viewers identify later on
-the same device; half the app orders come from recent livestream viewers; red-envelope
+the same device; 40 % of app orders come from recent livestream viewers and 20 % from
+recent red-envelope claimers (mini-program orders carry the unionid a claim does); red-envelope
 campaigns run past their budgets (``campaign_budgets``); orders are picked up, shipped,
 cancelled or partly refunded; stock is received before it is sold; some events arrive
 late and out of order, some are re-sent (duplicates) and some messages are malformed.
@@ -119,6 +120,7 @@ class Simulation:
         self.open_orders: list[tuple[str, str, Decimal]] = []  # (order_id, mode, paid)
         self.fulfilled: list[tuple[str, Decimal]] = []  # may be refunded in part later
         self.clickers: list[_Member] = []  # recent livestream viewers; some of them buy
+        self.claimers: list[_Member] = []  # recent red-envelope claimers; some of them buy
         self.sent: list[SimMessage] = []
         #: re-sent duplicates come from the last this many records (None: from all), which
         #: keeps memory flat on long runs (``omni bench``)
@@ -142,9 +144,10 @@ class Simulation:
             unionid=f"u_{i:08d}" if r.random() < 0.6 else None,
             app_user=f"app_{i:07d}" if r.random() < 0.5 else None,
             device=f"dev-{i:08d}",
+            # each WeChat app gives the same person its own openid
             openids={
-                app: f"o_{app[-2:]}_{i:08d}"
-                for app in (MINI_PROGRAM_APP, CHANNELS_APP, SERVICE_ACCOUNT_APP)
+                app: f"o{n}_{i:08d}"
+                for n, app in enumerate((MINI_PROGRAM_APP, CHANNELS_APP, SERVICE_ACCOUNT_APP))
             },
         )
 
@@ -235,6 +238,7 @@ class Simulation:
         )
 
     def red_envelope_claim(self, m: _Member) -> RedEnvelopeClaim:
+        self.claimers = [*self.claimers[-49:], m]
         return RedEnvelopeClaim(
             envelope=self._envelope(
                 "campaign", self._some(m, "unionid", f"openid:{SERVICE_ACCOUNT_APP}")
@@ -256,7 +260,9 @@ class Simulation:
         ids = (
             self._some(m, "app", "phone", "device")
             if kind == AppKind.app
-            else self._some(m, f"openid:{MINI_PROGRAM_APP}", "phone")
+            # a mini-program login gives the unionid too: it links the order to the
+            # person's red-envelope claims (made through the service account)
+            else self._some(m, f"openid:{MINI_PROGRAM_APP}", "unionid", "phone")
         )
         order = AppOrder(
             envelope=self._envelope("app-backend", ids),
@@ -352,9 +358,13 @@ class Simulation:
                 elif pick < 0.73:
                     msg = self._record(self.red_envelope_claim(m))
                 elif pick < 0.93 or not self.open_orders:
-                    # half the app orders come from recent livestream viewers
-                    if self.clickers and self.rng.random() < 0.5:
+                    # 40 % of app orders come from recent livestream viewers, 20 % from
+                    # recent red-envelope claimers
+                    recent = self.rng.random()
+                    if self.clickers and recent < 0.4:
                         m = self.rng.choice(self.clickers)
+                    elif self.claimers and recent < 0.6:
+                        m = self.rng.choice(self.claimers)
                     msg = self._record(self.app_order(m))
                 else:
                     msg = self._record(self.order_status())
