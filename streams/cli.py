@@ -660,17 +660,24 @@ def inventory(sku: str, location: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("statement")
+@click.argument("statement", required=False)
+@click.option(
+    "--file", "-f", "path", type=click.File("r"),
+    help="Read the statement from this file (- for stdin), e.g. a saved dashboard query",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
-def sql(statement: str, as_json: bool) -> None:
+def sql(statement: str | None, path: Any, as_json: bool) -> None:
     """Run a read-only query on ClickHouse (ClickHouse's readonly setting enforces it). A
     saved dashboard query's parameters ({reporting_time_zone:String}) are filled in from
-    the settings."""
+    the settings: omni sql -f connectors/dashboard/store_leaderboard.sql"""
     from connectors.clickhouse import QueryRefused, dashboard_parameters
     from connectors.errors import WarehouseUnavailable
     from streams import reads
     from streams.endpoints import resolve
 
+    if (statement is None) == (path is None):
+        _fail("give a STATEMENT or --file, one of them")
+    statement = statement if path is None else path.read()
     settings = _settings()
     parameters = dashboard_parameters(settings.reporting_time_zone, statement)
     try:

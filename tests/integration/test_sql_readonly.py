@@ -8,17 +8,19 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from .conftest import Running
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def omni_sql(stack: Running, statement: str) -> subprocess.CompletedProcess[str]:
+def omni_sql(stack: Running, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "sql", statement, "--json"],
+        [sys.executable, "-m", "streams.cli", "sql", *args, "--json"],
         capture_output=True,
         text=True,
         env=stack.env,
@@ -47,6 +49,18 @@ def test_omni_sql_refuses_writes(run_stack: Callable[..., Running]) -> None:
     assert counted.returncode == 0, counted.stderr
     assert counted.stdout.strip() == '[{"n": 0}]'
     assert "touchpoint_facts" in omni_sql(stack, "SHOW TABLES").stdout
+
+
+def test_omni_sql_runs_every_saved_query_from_its_file(run_stack: Callable[..., Running]) -> None:
+    """Each saved query opens with a `--` comment (as an argument, an unknown option), and
+    one takes the reporting time zone as a parameter."""
+    stack = run_stack(workers=0, sink=True)
+    for path in sorted((ROOT / "connectors" / "dashboard").glob("*.sql")):
+        ran = omni_sql(stack, "-f", str(path))
+        assert ran.returncode == 0, (path.name, ran.stderr)
+        assert isinstance(json.loads(ran.stdout), list), path.name
+    neither = omni_sql(stack)
+    assert neither.returncode != 0 and "STATEMENT or --file" in neither.stderr
 
 
 def test_the_read_api_answers_every_request_with_json(run_stack: Callable[..., Running]) -> None:
