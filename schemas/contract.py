@@ -86,27 +86,41 @@ def expanded_source(type_name: str) -> dict[str, Any]:
     return inline_named(schema_source(type_name), shared)  # type: ignore[no-any-return]
 
 
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
 def inline_named(source: Any, named: dict[str, Any]) -> Any:
     """``source`` with each named type of ``named`` (full name -> its schema) defined at
-    its first use and referred to by name after it."""
+    its first use and referred to by full name after it. A reference by short name is
+    read in its enclosing namespace, as Avro reads it (Avro's Java library writes a type of
+    the same namespace so: "Envelope" inside omni.touchpoint.StoreScan)."""
     defined: set[str] = set()
 
-    def expand(node: Any) -> Any:
-        if isinstance(node, str) and node in named:
-            if node in defined:
+    def expand(node: Any, namespace: str) -> Any:
+        if isinstance(node, str):
+            full = node
+            if "." not in node and node not in _PRIMITIVES and namespace:
+                full = f"{namespace}.{node}"
+            if full not in named:
                 return node
-            defined.add(node)
-            return expand(named[node])
+            if full in defined:
+                return full
+            defined.add(full)
+            return expand(named[full], namespace)
         if isinstance(node, list):
-            return [expand(n) for n in node]
+            return [expand(n, namespace) for n in node]
         if isinstance(node, dict):
+            if node.get("type") in ("record", "error", "enum", "fixed") and "name" in node:
+                name = str(node["name"])
+                namespace = name.rsplit(".", 1)[0] if "." in name else node.get(
+                    "namespace", namespace)  # fmt: skip
             return {
-                k: expand(v) if k in ("type", "items", "values", "fields") else v
+                k: expand(v, namespace) if k in ("type", "items", "values", "fields") else v
                 for k, v in node.items()
             }
         return node
 
-    return expand(source)
+    return expand(source, "")
 
 
 def type_for_full_name(name: str) -> str | None:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -139,17 +140,53 @@ def test_a_registry_that_is_down_holds_the_batch_instead_of_dead_lettering_it(
     assert any("waits: schema registry" in r.getMessage() for r in caplog.records)
 
 
-def register_with_references(client: SchemaRegistryClient, full_name: str) -> SchemaReference:
+def short_names(node: Any, namespace: str) -> Any:
+    """``node`` with references to types of ``namespace`` by their short name, as Avro's
+    Java library writes them ("Envelope" inside omni.touchpoint.StoreScan)."""
+    if isinstance(node, str) and node.rsplit(".", 1)[0] == namespace:
+        return node.rsplit(".", 1)[1]
+    if isinstance(node, list):
+        return [short_names(n, namespace) for n in node]
+    if isinstance(node, dict):
+        return {k: short_names(v, namespace) if k in ("type", "items", "values", "fields")
+                else v for k, v in node.items()}  # fmt: skip
+    return node
+
+
+def register_with_references(
+    client: SchemaRegistryClient, full_name: str, short: bool = False
+) -> SchemaReference:
     """``full_name`` (a shared named type, or a touchpoint's record) registered under a
     subject of its name, referring to the named types it uses by registry reference, as
-    producers in other languages often register them."""
+    producers in other languages often register them (``short``: by short name)."""
     shared = {f"{t.get('namespace', '')}.{t['name']}": t for t in common_types()}
     source = shared.get(full_name) or schema_source(full_name.rsplit(".", 1)[1])
     text = json.dumps(source)
     uses = [n for n in shared if n != full_name and f'"{n}"' in text]
-    references = [register_with_references(client, n) for n in uses]
+    references = [register_with_references(client, n, short) for n in uses]
+    if short:
+        text = json.dumps(short_names(source, "omni.touchpoint"))
     client.register_schema(full_name, Schema(text, "AVRO", references))
     return SchemaReference(full_name, full_name, 1)
+
+
+def test_references_by_short_name_are_read_in_their_namespace() -> None:
+    """Before: only full names were filled in, so a schema a Java producer registered was
+    refused and its messages dead-lettered as unknown_schema_id."""
+    record = store_scan().to_avro()
+    body = encode_body(contract().schema("store_scan"), record)
+    with schema_registry() as url:
+        client = SchemaRegistryClient({"url": url})
+        register_with_references(client, "omni.touchpoint.store_scan", short=True)
+        ours = client.get_version("omni.touchpoint.store_scan", 1)
+        assert '"type": "Envelope"' in ours.schema.schema_str
+        schemas = RegistrySchemas(url)
+        info = schemas.schema_for_id(ours.schema_id)
+        assert info is not None
+        assert info.fingerprint == contract().schema("store_scan").fingerprint
+        assert decode(struct.pack(">bI", 0, ours.schema_id) + body, schemas) == decode(
+            encode("store_scan", record)
+        )
 
 
 def test_a_schema_registered_with_references_reads_and_a_foreign_one_is_unknown() -> None:
