@@ -111,6 +111,9 @@ def _field_lines(name: str, schema: Any, slot: int) -> list[str] | None:
     return None
 
 
+_NOTHING = object()
+
+
 def compile_writer(parsed: Mapping[str, Any]) -> Writer | None:
     """A function writing the Avro body of a record of ``parsed`` (a fastavro-parsed
     record schema), or None when the schema holds a type this module does not write."""
@@ -128,7 +131,8 @@ def compile_writer(parsed: Mapping[str, Any]) -> Writer | None:
         "long_bytes": long_bytes,
         "timestamp_millis": timestamp_millis,
         "decimal_bytes": decimal_bytes,
-        "memo": [(None, b"")] * len(parsed["fields"]),
+        # nothing is ever this: a None timestamp is converted (and refused) like any other
+        "memo": [(_NOTHING, b"")] * len(parsed["fields"]),
     }
     exec(compile(source, f"<avro writer for {parsed.get('name', 'record')}>", "exec"), namespace)
     write: Writer = namespace["write"]

@@ -51,17 +51,18 @@ def encode(type_name: str, record: Mapping[str, Any]) -> bytes:
     return SINGLE_OBJECT_MAGIC + info.fingerprint + encode_body(info, record)
 
 
-#: generated writers and readers by schema fingerprint (None: fastavro's schema)
-_WRITERS: dict[bytes, Writer | None] = {}
-_READERS: dict[bytes, Reader | None] = {}
+#: generated writers and readers by the exact schema (None: fastavro's schema); not by
+#: fingerprint: a writer whose decimal grew in precision has the same one
+_WRITERS: dict[str, Writer | None] = {}
+_READERS: dict[str, Reader | None] = {}
 
 
-def _generated(cache: dict[bytes, Any], build: Callable[[Any], Any], info: SchemaInfo) -> Any:
+def _generated(cache: dict[str, Any], build: Callable[[Any], Any], info: SchemaInfo) -> Any:
     """The schema's generated writer or reader, built on first use."""
     try:
-        return cache[info.fingerprint]
+        return cache[info.exact]
     except KeyError:
-        made = cache[info.fingerprint] = build(info.parsed)
+        made = cache[info.exact] = build(info.parsed)
         return made
 
 

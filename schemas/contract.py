@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -45,6 +45,13 @@ class SchemaInfo:
     @property
     def fingerprint_hex(self) -> str:
         return self.fingerprint.hex()
+
+    @cached_property
+    def exact(self) -> str:
+        """The schema with everything that changes bytes or values (a decimal's precision
+        and scale, which the fingerprint leaves out): what a generated reader or writer is
+        built from, so two schemas of one fingerprint never share one."""
+        return json.dumps(self.parsed, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
