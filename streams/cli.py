@@ -243,7 +243,7 @@ def _publish(settings: Settings, events: int, members: int | None, seed: int, ra
     from streams.simulate import Simulation
     from streams.wiring import rules
 
-    endpoints = resolve(settings)
+    endpoints = resolve(settings, kafka_only=True)
     sim = Simulation(
         events, members=members, seed=seed, duplicate_share=duplicates, malformed_share=malformed
     )
@@ -313,7 +313,7 @@ def produce(source: Any, skip_invalid: bool) -> None:
 
     settings = _settings()
     try:
-        endpoints = resolve(settings)
+        endpoints = resolve(settings, kafka_only=True)
     except StackNotRunning as exc:
         _fail(str(exc))
     invalid: list[LineError] = []
@@ -363,7 +363,7 @@ def _letters(reason: str | None = None, topic: str | None = None) -> list[Any]:
     from streams.wiring import dlq_topic
 
     settings = _settings()
-    endpoints = resolve(settings)
+    endpoints = resolve(settings, kafka_only=True)
     with _progress() as bar:
         task = bar.add_task("reading", total=None)
         letters = [
@@ -458,7 +458,7 @@ def dlq_replay(reason: str | None, topic: str | None, dry_run: bool) -> None:
     if dry_run:
         out.print(f"would replay {len(letters)} dead letters")
         return
-    endpoints = resolve(settings)
+    endpoints = resolve(settings, kafka_only=True)
     with (
         _progress() as bar,
         TouchpointProducer(endpoints.kafka_bootstrap, config=endpoints.kafka_config) as producer,

@@ -42,22 +42,19 @@ def read_stack(settings: Settings) -> dict | None:
         return None
 
 
-def resolve(settings: Settings) -> Endpoints:
-    """Explicit settings win; what is unset comes from the embedded stack's record."""
+def resolve(settings: Settings, kafka_only: bool = False) -> Endpoints:
+    """Explicit settings win; what is unset comes from the embedded stack's record.
+    ``kafka_only``: for commands that only produce or read topics (``omni simulate``,
+    ``produce``, ``dlq``), which then run with OMNI_KAFKA_BOOTSTRAP alone."""
     stack = read_stack(settings) or {}
     found = stack.get("endpoints", {})
     kafka = settings.kafka_bootstrap or found.get("kafka_bootstrap")
-    redis_url = settings.redis_url or found.get("redis_url")
-    dsn = settings.clickhouse_dsn or found.get("clickhouse_dsn")
-    missing = [
-        name
-        for name, value in (
-            ("OMNI_KAFKA_BOOTSTRAP", kafka),
-            ("OMNI_REDIS_URL", redis_url),
-            ("OMNI_CLICKHOUSE_DSN", dsn),
-        )
-        if not value
-    ]
+    redis_url = settings.redis_url or found.get("redis_url") or ""
+    dsn = settings.clickhouse_dsn or found.get("clickhouse_dsn") or ""
+    needed = [("OMNI_KAFKA_BOOTSTRAP", kafka)]
+    if not kafka_only:
+        needed += [("OMNI_REDIS_URL", redis_url), ("OMNI_CLICKHOUSE_DSN", dsn)]
+    missing = [name for name, value in needed if not value]
     if missing:
         raise StackNotRunning(
             f"{', '.join(missing)} not set and no embedded stack runs under {settings.home}: "
