@@ -145,3 +145,14 @@ def test_dashboard_variables_are_the_query_parameters_with_their_settings_defaul
     assert variables == defaults
     sql = "\n".join(t["rawSql"] for p in dashboard_panels() for t in p["targets"])
     assert not re.search(r"\{\w+:\w+\}", sql), "a query parameter Grafana cannot fill"
+
+
+def test_every_required_variable_is_exported_before_the_first_compose_command() -> None:
+    """Compose fills in every ${VAR:?} of the file on every command: the usage at the top
+    must export them all before its first `docker compose`."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    required = set(re.findall(r"\$\{(\w+):\?", text))
+    usage = [ln.lstrip("# ").strip() for ln in text.splitlines()]
+    first = next(i for i, ln in enumerate(usage) if ln.startswith("docker compose"))
+    exported = {m.group(1) for ln in usage[:first] if (m := re.match(r"export (\w+)=", ln))}
+    assert required and required <= exported, required - exported
