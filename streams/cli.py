@@ -164,13 +164,17 @@ def _print_status(state: dict[str, Any], as_json: bool) -> None:
         return
     workers = f"  workers: [bold]{state['workers']}[/]" if state.get("workers") else ""
     out.print(f"stack: [bold]{state['state']}[/]{workers}  home: {state.get('home')}")
-    table = Table("component", "pid", "port", "alive", "healthy", "restarts", "events",
-                  "events/s", "lag", "log")  # fmt: skip
+    table = Table("component", "status", "pid", "port", "alive", "healthy", "restarts",
+                  "events", "events/s", "lag", "log")  # fmt: skip
     for name, c in state.get("components", {}).items():
+        # the supervisor's word: starting, healthy, restarting, paused, failed (given up on)
+        status = str(c.get("status", ""))
+        if c.get("exit_code") is not None and not c.get("alive"):
+            status += f" (exit {c['exit_code']})"
         table.add_row(
-            name, str(c["pid"]), str(c["port"]), str(c.get("alive")), str(c.get("healthy")),
-            str(c.get("restarts", 0)), str(c.get("events", "")), str(c.get("events_per_s", "")),
-            str(c.get("lag", "")), c["log"],
+            name, status, str(c["pid"]), str(c["port"]), str(c.get("alive")),
+            str(c.get("healthy")), str(c.get("restarts", 0)), str(c.get("events", "")),
+            str(c.get("events_per_s", "")), str(c.get("lag", "")), c["log"],
         )  # fmt: skip
     out.print(table)
     endpoints = state.get("endpoints", {})
@@ -388,10 +392,12 @@ def _letters(reason: str | None = None, topic: str | None = None) -> list[Any]:
 )
 @click.option("--json", "as_json", is_flag=True)
 def dlq_ls(reason: str | None, topic: str | None, limit: int, as_json: bool) -> None:
-    """Count dead letters by source topic and reason, and list the latest."""
+    """Count dead letters by source topic and reason, and list the latest (by the time
+    they were dead-lettered, across the topic's partitions)."""
     from collections import Counter
 
-    letters = _letters(reason, topic)
+    # read partition by partition: the time of failure orders them (ISO 8601, UTC)
+    letters = sorted(_letters(reason, topic), key=lambda x: (x.failed_at, x.partition, x.offset))
     by_reason = Counter((letter.original_topic, letter.reason) for letter in letters)
     newest = letters[max(0, len(letters) - limit) :]  # (limit 0: none)
     if as_json:
