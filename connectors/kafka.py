@@ -11,12 +11,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from connectors.errors import DeliveryFailed
 from schemas.codec import encode
 from schemas.contract import INTERNAL_TYPES
-from schemas.models import MODELS, Touchpoint, type_name_of
+from schemas.models import MODELS, Touchpoint, describe_validation_error, type_name_of
 from schemas.topics import partition_key, topic_for
 from streams.core.errors import InvalidTouchpoint
 from streams.core.plan import plan_event
@@ -169,7 +169,9 @@ class TouchpointProducer:
     def validate(
         self, record: Touchpoint | BaseModel | Mapping[str, Any], type_name: str | None = None
     ) -> tuple[str, Touchpoint]:
-        """The record as a model, or ``ValidationError`` / ``InvalidTouchpoint``."""
+        """The record as a model, or ``InvalidTouchpoint`` (a ``ValueError``) saying which
+        field is wrong and why, never with the value: an application logging it logs no
+        phone number (pydantic's own ``ValidationError`` prints the input)."""
         if isinstance(record, BaseModel) and type_name is None:
             try:
                 type_name = type_name_of(record)
@@ -185,7 +187,10 @@ class TouchpointProducer:
             # a model is checked again: model_copy(update=...) and model_construct skip
             # validation, and the workers would dead-letter what they let through
             record = record.model_dump()
-        model = MODELS[type_name].model_validate(record)
+        try:
+            model = MODELS[type_name].model_validate(record)
+        except ValidationError as exc:
+            raise InvalidTouchpoint(*describe_validation_error(exc)) from None
         plan_event(type_name, model, self._rules, self._clock())  # type: ignore[arg-type]
         return type_name, model  # type: ignore[return-value]
 

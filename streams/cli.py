@@ -306,11 +306,8 @@ def produce(source: Any, skip_invalid: bool) -> None:
     """Send touchpoints from a JSON-lines FILE (or - for stdin), one object per line with a
     "type" field. Invalid lines are reported with line number, field and reason, and never
     sent; the exit status is 1 if any line was invalid (unless --skip-invalid)."""
-    from pydantic import ValidationError
-
     from connectors.kafka import TouchpointProducer
     from schemas.jsonlines import LineError, parse_line
-    from schemas.models import describe_validation_error
     from streams.core.errors import InvalidTouchpoint
     from streams.endpoints import StackNotRunning, resolve
     from streams.wiring import rules
@@ -344,9 +341,6 @@ def produce(source: Any, skip_invalid: bool) -> None:
                         number, exc.field, exc.reason + (f" ({exc.detail})" if exc.detail else "")
                     )
                 )
-            except ValidationError as exc:
-                field, _, detail = describe_validation_error(exc)
-                invalid.append(LineError(number, field, detail))
         sent = dict(producer.sent)
     for problem in invalid:
         err.print(f"[red]invalid[/] {problem}")
@@ -560,6 +554,15 @@ def _print_summary(r: dict[str, Any]) -> None:
 # -- look-ups ----------------------------------------------------------------------------------
 
 
+def _lookup_kind(lookup: str) -> str:
+    """What an error may say of a look-up: its TYPE when it is one, never the value (a
+    phone typed without its `phone:` is all value)."""
+    from streams.core.identity import LOOKUP_TYPES
+
+    kind, sep, _ = lookup.partition(":")
+    return kind.lower() if sep and kind.lower() in LOOKUP_TYPES else "lookup"
+
+
 @main.command()
 @click.argument("lookup")
 @click.option("--json", "as_json", is_flag=True)
@@ -574,10 +577,10 @@ def member(lookup: str, as_json: bool) -> None:
     try:
         key = parse_lookup(lookup, phone_key(settings))
     except InvalidTouchpoint as exc:
-        _fail(f"{lookup.split(':')[0]}: {exc.reason}")
+        _fail(f"{_lookup_kind(lookup)}: {exc.reason}")
     found = views(settings, resolve(settings)).member(key)
     if found is None:
-        _fail(f"no member for {lookup.split(':')[0]}:…", code=2)
+        _fail(f"no member for {_lookup_kind(lookup)}:…", code=2)
     if as_json:
         print(json.dumps(found))
     else:
@@ -605,7 +608,7 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
     try:
         key = parse_lookup(lookup, phone_key(settings))
     except InvalidTouchpoint as exc:
-        _fail(f"{lookup.split(':')[0]}: {exc.reason}")
+        _fail(f"{_lookup_kind(lookup)}: {exc.reason}")
     endpoints = resolve(settings)
     view = views(settings, endpoints)
     # Redis first: from then on no event can reach the person's data through their
@@ -614,12 +617,12 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
     if erased is None:
         one_id = view.resolve(key)
         if one_id is None:
-            _fail(f"no member for {lookup.split(':')[0]}:…", code=2)
+            _fail(f"no member for {_lookup_kind(lookup)}:…", code=2)
         if not yes:
             click.confirm(f"Erase member {one_id} and all their data?", abort=True)
         erased = view.forget(key, int(time.time() * 1000))
         if erased is None:  # erased meanwhile by someone else
-            _fail(f"no member for {lookup.split(':')[0]}:…", code=2)
+            _fail(f"no member for {_lookup_kind(lookup)}:…", code=2)
     try:
         # what redelivered events would re-emit of them, then their ClickHouse rows
         erased["results_blanked"] = view.blank_results([erased["one_id"], *erased["absorbed"]])

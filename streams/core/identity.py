@@ -144,6 +144,20 @@ def identity_key(
     return IdentityKey(f"{_PREFIX[ident.kind]}:{value}", ident.kind, shared)
 
 
+#: the TYPEs of ``parse_lookup``, as an operator types them
+_LOOKUP_KINDS = {
+    "phone": IdentifierKind.phone,
+    "unionid": IdentifierKind.unionid,
+    "openid": IdentifierKind.openid,
+    "app": IdentifierKind.app_user,
+    "app_user": IdentifierKind.app_user,
+    "card": IdentifierKind.member_card,
+    "member_card": IdentifierKind.member_card,
+    "device": IdentifierKind.device,
+}
+LOOKUP_TYPES = frozenset({*_LOOKUP_KINDS, "oneid"})
+
+
 def parse_lookup(text: str, phone_key: bytes) -> str:
     """``TYPE:VALUE`` as typed by an operator (``phone:138...``, ``openid:APPID:OPENID``,
     ``card:...``, ``oneid:O12``) -> identity key, or ``oneid:<id>``."""
@@ -153,18 +167,10 @@ def parse_lookup(text: str, phone_key: bytes) -> str:
     kind = kind.lower()
     if kind == "oneid":
         return f"oneid:{value}"
-    names = {
-        "phone": IdentifierKind.phone,
-        "unionid": IdentifierKind.unionid,
-        "openid": IdentifierKind.openid,
-        "app": IdentifierKind.app_user,
-        "app_user": IdentifierKind.app_user,
-        "card": IdentifierKind.member_card,
-        "member_card": IdentifierKind.member_card,
-        "device": IdentifierKind.device,
-    }
+    names = _LOOKUP_KINDS
     if kind not in names:
-        raise InvalidTouchpoint("lookup", "unknown_type", kind)
+        # the type as typed, unless it could be a value (a phone before a stray colon)
+        raise InvalidTouchpoint("lookup", "unknown_type", kind if kind.isidentifier() else "")
     try:
         if names[kind] == IdentifierKind.openid:
             app_id, _, openid = value.partition(":")

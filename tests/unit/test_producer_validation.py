@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from pydantic import ValidationError
 
 from connectors.kafka import TouchpointProducer
 from schemas.models import MODELS
@@ -36,7 +35,7 @@ def test_a_model_changed_without_validation_is_checked_again(
     producer: TouchpointProducer, update: dict
 ) -> None:
     changed = store_scan().model_copy(update=update)
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidTouchpoint):
         producer.validate(changed)
 
 
