@@ -248,16 +248,26 @@ class Warehouse:
             raise QueryRefused(str(exc).strip().splitlines()[0][:500]) from exc
         return QueryResult(list(result.column_names), [list(r) for r in result.result_rows])
 
-    def erase(self, one_ids: Sequence[str], absorbed: Sequence[str], identifiers: int) -> dict:
+    def erase(
+        self,
+        one_ids: Sequence[str],
+        absorbed: Sequence[str],
+        identifiers: int,
+        keys: Sequence[str] = (),
+    ) -> dict:
         """Delete a person's rows (their live OneID and every OneID it absorbed) from the
-        facts, the identity log and the points ledger, and record the erasure. Safe to
+        facts, the identity log and the points ledger, and record the erasure. ``keys``,
+        the person's identity keys (never recorded), also delete other members' merge-log
+        rows that name them (an identifier of theirs not linked to someone else). Safe to
         repeat."""
         ids = [*one_ids, *absorbed]
-        params = {"ids": ids}
+        params = {"ids": ids, "keys": list(keys)}
         where = {
             "touchpoint_facts": "one_id IN {ids:Array(String)}",
             "identity_events": (
                 "one_id IN {ids:Array(String)} OR other_one_id IN {ids:Array(String)}"
+                " OR hasAny(identifiers_before, {keys:Array(String)})"
+                " OR hasAny(identifiers_other, {keys:Array(String)})"
             ),
             "points_ledger": "one_id IN {ids:Array(String)}",
         }

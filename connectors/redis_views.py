@@ -388,41 +388,75 @@ class RedisViews:
         if one_id is None:
             return None
         try:
-            raw = self._forget(args=[self.prefix, one_id, at_ms])
+            raw, keys = self._forget(args=[self.prefix, one_id, at_ms])
         except _TRANSIENT as exc:
             raise ViewsUnavailable(f"redis: {exc}") from exc
-        return _erasure(raw)
+        erased = _erasure(raw)
+        # not part of the record: for blank_results and the ClickHouse erasure only
+        erased["keys"] = sorted(orjson.loads(keys) or [])  # cjson: [] as {}
+        return erased
 
-    def blank_results(self, one_ids: Collection[str], batch: int = 1000) -> int:
+    def blank_results(
+        self, one_ids: Collection[str], keys: Collection[str] = (), batch: int = 1000
+    ) -> int:
         """Empty the dedupe records (``e:``) of erased OneIDs' events: their results name
-        the person's identifiers and would be re-emitted on redelivery. The records stay,
-        TTL and all, so a re-sent event of theirs is still a duplicate. No index leads
-        from a member to its events, so every record is read, in batches. Safe to repeat;
-        how many were emptied."""
+        the person's identifiers and would be re-emitted on redelivery. Other members'
+        results lose the log entries that name the person (a merge refused with one of
+        their OneIDs, one of their ``keys`` not linked). The records stay, TTL and all, so
+        a re-sent event is still a duplicate. No index leads from a member to its events,
+        so every record is read, in batches. Safe to repeat; how many were changed."""
         heads = tuple(f"{one_id}|".encode() for one_id in one_ids)
+        needles = [f'"{one_id}"'.encode() for one_id in one_ids]
+        needles += [orjson.dumps(key) for key in keys]
         pattern = _literal(self.prefix) + "e:*"
-        blanked = 0
+        changed = 0
         try:
-            keys = self.client.scan_iter(match=pattern, count=batch)
-            while chunk := list(itertools.islice(keys, batch)):
+            found = self.client.scan_iter(match=pattern, count=batch)
+            while chunk := list(itertools.islice(found, batch)):
                 values = self.client.mget(chunk)
-                doomed = [
-                    k for k, v in zip(chunk, values, strict=True) if v and v.startswith(heads)
-                ]
-                if doomed:
+                rewrites = {}
+                for k, v in zip(chunk, values, strict=True):
+                    if not v:
+                        continue
+                    if v.startswith(heads):
+                        rewrites[k] = b""
+                    elif any(n in v for n in needles):
+                        scrubbed = _scrub(v, set(one_ids), set(keys))
+                        if scrubbed != v:
+                            rewrites[k] = scrubbed
+                if rewrites:
                     with self.client.pipeline(transaction=False) as pipe:
-                        for key in doomed:
-                            pipe.set(key, "", keepttl=True, xx=True)
+                        for key, value in rewrites.items():
+                            pipe.set(key, value, keepttl=True, xx=True)
                         pipe.execute()
-                    blanked += len(doomed)
+                    changed += len(rewrites)
         except _TRANSIENT as exc:
             raise ViewsUnavailable(f"redis: {exc}") from exc
-        return blanked
+        return changed
 
     def erasure(self, one_id: str) -> dict[str, Any] | None:
         """The record of an earlier erasure of ``one_id`` (``forget``), if any."""
         raw = self.client.hget(self.prefix + "erased", one_id)
         return _erasure(raw) if raw else None
+
+
+def _scrub(result: bytes, one_ids: set[str], keys: set[str]) -> bytes:
+    """Another member's stored result without the log entries that name an erased person:
+    one of their OneIDs as either side, or one of their identity keys."""
+    one_id, created, flags, points, *log = result.split(b"|", 4)
+    if not log:
+        return result
+
+    def names_them(entry: list[Any] | dict[str, Any]) -> bool:
+        if isinstance(entry, list):  # a stock movement: no person in it
+            return False
+        sides = {entry.get("one_id"), entry.get("other")}
+        held = [*(entry.get("kept") or []), *(entry.get("moved") or [])]
+        return bool(sides & one_ids) or any(k in keys for k in held)
+
+    entries = [e for e in orjson.loads(log[0]) if not names_them(e)]
+    head = b"|".join([one_id, created, flags, points])
+    return head + b"|" + orjson.dumps(entries) if entries else head
 
 
 def _erasure(raw: bytes | str) -> dict[str, Any]:

@@ -625,9 +625,15 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
             _fail(f"no member for {_lookup_kind(lookup)}:…", code=2)
     try:
         # what redelivered events would re-emit of them, then their ClickHouse rows
-        erased["results_blanked"] = view.blank_results([erased["one_id"], *erased["absorbed"]])
+        # (the person's identity keys only from the erasure itself: a later completion by
+        # OneID has none, and scrubs by OneID alone)
+        keys = erased.pop("keys", [])
+        one_ids = [erased["one_id"], *erased["absorbed"]]
+        erased["results_blanked"] = view.blank_results(one_ids, keys)
         erased.update(
-            reads.erase(endpoints, erased["one_id"], erased["absorbed"], erased["identifiers"])
+            reads.erase(
+                endpoints, erased["one_id"], erased["absorbed"], erased["identifiers"], keys
+            )
         )
     except ServiceUnavailable as exc:
         _fail(

@@ -29,16 +29,22 @@ def query(
 
 
 def erase(
-    endpoints: Endpoints, one_id: str, absorbed: list[str], identifiers: int
+    endpoints: Endpoints,
+    one_id: str,
+    absorbed: list[str],
+    identifiers: int,
+    keys: list[str] | None = None,
 ) -> dict[str, int]:
-    """Delete a person's ClickHouse rows and record the erasure (``omni forget``)."""
+    """Delete a person's ClickHouse rows and record the erasure (``omni forget``); ``keys``,
+    their identity keys, also delete merge-log rows of others that name them."""
     if not endpoints.clickhouse_dsn.startswith("chdb://"):
         warehouse = Warehouse.connect(endpoints.clickhouse_dsn)
         try:
-            return warehouse.erase([one_id], absorbed, identifiers)
+            return warehouse.erase([one_id], absorbed, identifiers, keys or [])
         finally:
             warehouse.close()
-    request = {"one_id": one_id, "absorbed": absorbed, "identifiers": identifiers}
+    request = {"one_id": one_id, "absorbed": absorbed, "identifiers": identifiers,
+               "keys": keys or []}  # fmt: skip
     return _post(endpoints, "/erase", request, timeout=120)
 
 

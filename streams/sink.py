@@ -540,6 +540,7 @@ class _ReadApi(BaseHTTPRequestHandler):
                     [str(body["one_id"])],
                     [str(a) for a in body.get("absorbed", [])],
                     int(body.get("identifiers", 0)),
+                    [str(k) for k in body.get("keys", [])],
                 )
                 self._reply(200, erased)
                 return

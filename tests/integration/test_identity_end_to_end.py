@@ -132,6 +132,7 @@ def test_forget_erases_a_person_from_redis_and_clickhouse(
     )
     assert done.returncode == 0, done.stderr
     erased = json.loads(done.stdout)
+    assert "keys" not in erased and "phone:" not in done.stdout  # no identifier printed
     assert erased["one_id"] == person["one_id"]
     assert erased["absorbed"] == person["absorbed"]
     assert erased["points"] == person["points"]
