@@ -255,13 +255,33 @@ class Warehouse:
         identifiers: int,
         keys: Sequence[str] = (),
     ) -> dict:
-        """Delete a person's rows (their live OneID and every OneID it absorbed) from the
-        facts, the identity log and the points ledger, and record the erasure. ``keys``,
-        the person's identity keys (never recorded), also delete other members' merge-log
-        rows that name them (an identifier of theirs not linked to someone else). Safe to
+        """Delete a person's rows (``delete_people``) and record the erasure. Safe to
         repeat."""
-        ids = [*one_ids, *absorbed]
-        params = {"ids": ids, "keys": list(keys)}
+        try:
+            counts = self.delete_people([*one_ids, *absorbed], keys)
+            with self._lock:
+                self.client.insert(
+                    "erasures",
+                    [[datetime.now(UTC), one_ids[0], list(absorbed), identifiers,
+                      counts["touchpoint_facts"], counts["identity_events"],
+                      counts["points_ledger"]]],
+                    column_names=["erased_at", "one_id", "absorbed", "identifiers",
+                                  "facts_deleted", "identity_deleted", "ledger_deleted"],
+                )  # fmt: skip
+        except OperationalError as exc:
+            raise WarehouseUnavailable(f"clickhouse: {exc}") from exc
+        return {
+            "facts_deleted": counts["touchpoint_facts"],
+            "identity_deleted": counts["identity_events"],
+            "ledger_deleted": counts["points_ledger"],
+        }
+
+    def delete_people(self, ids: Sequence[str], keys: Sequence[str] = ()) -> dict[str, int]:
+        """Delete the rows of these OneIDs (a person's live one and those it absorbed) from
+        the facts, the identity log and the points ledger; ``keys``, the person's identity
+        keys (never recorded), also delete other members' merge-log rows that name them
+        (an identifier of theirs not linked to someone else). Rows per table."""
+        params = {"ids": list(ids), "keys": list(keys)}
         where = {
             "touchpoint_facts": "one_id IN {ids:Array(String)}",
             "identity_events": (
@@ -280,41 +300,15 @@ class Warehouse:
                             f"SELECT count() FROM {table} WHERE {condition}", parameters=params
                         ).result_rows[0][0]
                     )
-                    self.client.command(
-                        f"DELETE FROM {table} WHERE {condition}",
-                        parameters=params,
-                        settings={"mutations_sync": 2},
-                    )
-                self.client.insert(
-                    "erasures",
-                    [
-                        [
-                            datetime.now(UTC),
-                            one_ids[0],
-                            list(absorbed),
-                            identifiers,
-                            counts["touchpoint_facts"],
-                            counts["identity_events"],
-                            counts["points_ledger"],
-                        ]
-                    ],
-                    column_names=[
-                        "erased_at",
-                        "one_id",
-                        "absorbed",
-                        "identifiers",
-                        "facts_deleted",
-                        "identity_deleted",
-                        "ledger_deleted",
-                    ],
-                )
+                    if counts[table]:
+                        self.client.command(
+                            f"DELETE FROM {table} WHERE {condition}",
+                            parameters=params,
+                            settings={"mutations_sync": 2},
+                        )
         except OperationalError as exc:
             raise WarehouseUnavailable(f"clickhouse: {exc}") from exc
-        return {
-            "facts_deleted": counts["touchpoint_facts"],
-            "identity_deleted": counts["identity_events"],
-            "ledger_deleted": counts["points_ledger"],
-        }
+        return counts
 
     def close(self) -> None:
         with self._lock:

@@ -160,8 +160,13 @@ class FactSink:
         #: table -> the decimal precisions its Avro containers declare; None: the table's
         #: records are decoded here (``connectors.clickhouse.avro_fit``)
         self.fit: dict[str, dict[str, int] | None] = {}
+        #: erasures (OneIDs, identity keys) since the last batch landed: its rows of them
+        #: landed after the erasure and are deleted again (``_erase_landed``)
+        self.erased_lately: list[tuple[list[str], list[str]]] = []
+        self.erasing = threading.Lock()
         self.stats = {
             "rows_written": 0,
+            "rows_erased_late": 0,
             "batches": 0,
             "dead_lettered": 0,
             "insert_retries": 0,
@@ -298,6 +303,7 @@ class FactSink:
                 delay = min(delay * 2, 10.0)
         if paused:
             self.consumer.resume(paused)
+        self._erase_landed()
         if self.kill_after_insert and self.stats["batches"] + 1 == self.kill_after_insert:
             log.warning("fault drill: killed between insert and commit")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -314,6 +320,30 @@ class FactSink:
         self.stats["batches"] += 1
         self.tables, self.ranges, self.opened_at = {}, {}, None
         return True
+
+    def erased(self, ids: list[str], keys: list[str]) -> None:
+        """A person was erased (``omni forget``, through the read API): rows of theirs in
+        the batch open now, or held while ClickHouse is down, land after the erasure."""
+        with self.erasing:
+            self.erased_lately.append((ids, keys))
+
+    def _erase_landed(self) -> None:
+        """Delete what the batch just inserted of people erased while it was open. Before
+        the commit: a sink that dies here inserts the batch again (ignored by its token)
+        and deletes again."""
+        with self.erasing:
+            watched, self.erased_lately = self.erased_lately, []
+        for n, (ids, keys) in enumerate(watched):
+            try:
+                counts = self.warehouse.delete_people(ids, keys)
+            except WarehouseUnavailable as exc:  # the next batch tries again
+                log.warning("rows of an erased person wait: %s", exc)
+                with self.erasing:
+                    self.erased_lately[:0] = watched[n:]
+                return
+            if late := sum(counts.values()):
+                log.info("deleted %d rows of an erased person that landed after the erasure", late)
+                self.stats["rows_erased_late"] += late
 
     def _give_up(self) -> None:
         """Drop the batch uncommitted: its partitions went to another sink, which reads it
@@ -536,12 +566,11 @@ class _ReadApi(BaseHTTPRequestHandler):
             if not isinstance(body, dict) or not isinstance(body.get("parameters", {}), dict):
                 raise ValueError("expected a JSON object, its parameters an object")
             if self.path == "/erase":  # the one write: erasure of a person (omni forget)
-                erased = warehouse.erase(
-                    [str(body["one_id"])],
-                    [str(a) for a in body.get("absorbed", [])],
-                    int(body.get("identifiers", 0)),
-                    [str(k) for k in body.get("keys", [])],
-                )
+                one_ids = [str(body["one_id"])]
+                absorbed = [str(a) for a in body.get("absorbed", [])]
+                keys = [str(k) for k in body.get("keys", [])]
+                erased = warehouse.erase(one_ids, absorbed, int(body.get("identifiers", 0)), keys)
+                self.server.sink.erased([*one_ids, *absorbed], keys)
                 self._reply(200, erased)
                 return
             result = warehouse.query(str(body["sql"]), body.get("parameters"))
