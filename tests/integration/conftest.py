@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.clickhouse import Warehouse
 from streams.settings import Settings
 
 from ..harness import ContainerServices, Running, Services, services_for_tests, tenant_settings
@@ -57,3 +58,12 @@ def run_stack(make_settings: SettingsFactory) -> Iterator[Callable[..., Running]
     yield run
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def chdb_warehouse(tmp_path: Path) -> Iterator[Warehouse]:
+    """An empty, migrated embedded ClickHouse of the test's own."""
+    w = Warehouse.connect(f"chdb://{tmp_path / 'chdb'}")
+    w.migrate()
+    yield w
+    w.close()

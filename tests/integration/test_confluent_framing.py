@@ -170,23 +170,28 @@ def register_with_references(
     return SchemaReference(full_name, full_name, 1)
 
 
+def assert_read_as_ours(schemas: RegistrySchemas, schema_id: int) -> None:
+    """A message framed with ``schema_id`` reads as the shipped store_scan's own."""
+    record = store_scan().to_avro()
+    body = encode_body(contract().schema("store_scan"), record)
+    info = schemas.schema_for_id(schema_id)
+    assert info is not None
+    assert info.fingerprint == contract().schema("store_scan").fingerprint
+    assert decode(struct.pack(">bI", 0, schema_id) + body, schemas) == decode(
+        encode("store_scan", record)
+    )
+
+
 def test_references_by_short_name_are_read_in_their_namespace() -> None:
     """Before: only full names were filled in, so a schema a Java producer registered was
     refused and its messages dead-lettered as unknown_schema_id."""
-    record = store_scan().to_avro()
-    body = encode_body(contract().schema("store_scan"), record)
     with schema_registry() as url:
         client = SchemaRegistryClient({"url": url})
         register_with_references(client, "omni.touchpoint.store_scan", short=True)
         ours = client.get_version("omni.touchpoint.store_scan", 1)
         assert '"type": "Envelope"' in ours.schema.schema_str
         schemas = RegistrySchemas(url)
-        info = schemas.schema_for_id(ours.schema_id)
-        assert info is not None
-        assert info.fingerprint == contract().schema("store_scan").fingerprint
-        assert decode(struct.pack(">bI", 0, ours.schema_id) + body, schemas) == decode(
-            encode("store_scan", record)
-        )
+        assert_read_as_ours(schemas, ours.schema_id)
 
 
 def test_a_schema_registered_with_references_reads_and_a_foreign_one_is_unknown() -> None:
@@ -206,12 +211,7 @@ def test_a_schema_registered_with_references_reads_and_a_foreign_one_is_unknown(
             client.register_schema("d", Schema('syntax = "proto3"; message M {}', "PROTOBUF")),
         ]
         schemas = RegistrySchemas(url)
-        info = schemas.schema_for_id(ours.schema_id)
-        assert info is not None
-        assert info.fingerprint == contract().schema("store_scan").fingerprint
-        assert decode(struct.pack(">bI", 0, ours.schema_id) + body, schemas) == decode(
-            encode("store_scan", record)
-        )
+        assert_read_as_ours(schemas, ours.schema_id)
         for schema_id in foreign:  # before: AttributeError or JSONDecodeError, "unexpected"
             with pytest.raises(DecodeError) as caught:
                 decode(struct.pack(">bI", 0, schema_id) + body, schemas)

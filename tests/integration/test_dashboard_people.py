@@ -4,9 +4,7 @@ test loads a small, hand-checked set of facts into its own chDB and runs one sav
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +13,7 @@ import pytest
 from connectors.clickhouse import Warehouse
 from streams.sink import COLUMNS
 
+from .test_dashboard_queries import fact as queries_fact
 from .test_dashboard_queries import run
 
 pytestmark = pytest.mark.integration
@@ -22,14 +21,9 @@ NOW = datetime(2024, 6, 1, 4, 0, tzinfo=UTC)  # noon in Shanghai: one day in any
 
 
 def fact(n: int, kind: str, channel: str, one_id: str, amount: str = "0", **more: Any) -> list:
-    row = {
-        "event_id": f"e{n}", "touchpoint_type": kind, "event_time": NOW + timedelta(minutes=n),
-        "processed_time": NOW, "channel": channel, "store_id": "", "one_id": one_id,
-        "new_member": False, "order_id": "", "campaign_id": "", "room_id": "", "quantity": 1,
-        "amount": Decimal(amount), "points": 0, "source_topic": "t", "source_partition": 0,
-        "source_offset": n, "outcome": "", "attribution": "", **more,
-    }  # fmt: skip
-    return [row[c] for c in COLUMNS["touchpoint_fact"]]
+    """A fact of test_dashboard_queries, its events a minute apart from NOW."""
+    return queries_fact(n, kind, channel, one_id, amount,
+                        **{"event_time": NOW + timedelta(minutes=n), **more})  # fmt: skip
 
 
 def merge_entry(n: int, survivor: str, absorbed: str) -> list:
@@ -43,11 +37,8 @@ def merge_entry(n: int, survivor: str, absorbed: str) -> list:
 
 
 @pytest.fixture
-def warehouse(tmp_path) -> Iterator[Warehouse]:  # type: ignore[no-untyped-def]
-    w = Warehouse.connect(f"chdb://{tmp_path / 'chdb'}")
-    w.migrate()
-    yield w
-    w.close()
+def warehouse(chdb_warehouse: Warehouse) -> Warehouse:
+    return chdb_warehouse
 
 
 def _one_person_under_two_oneids(warehouse: Warehouse) -> None:

@@ -5,8 +5,7 @@ merge-log rows, and nothing of theirs comes back on a redelivery (docs/identity.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -18,23 +17,12 @@ from streams.pipeline import Inbound, identity_records
 from streams.sink import COLUMNS
 
 from .conftest import Services
+from .test_redis_views import plan
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 X_CARD, X_PHONE = "card:C-X-0042", "phone:" + "f" * 32  # the person who asks to be erased
 Y_CARD = "card:C-Y-0007"  # another customer
-
-
-def plan(event_id: str, *keys: str, minutes: int = 0) -> EventPlan:
-    return EventPlan(
-        event_id=event_id,
-        touchpoint_type="store_scan",
-        event_time=T0 + timedelta(minutes=minutes),
-        channel="store",
-        identity_keys=keys,
-        points=0,
-        stock=(),
-    )
 
 
 @pytest.fixture
@@ -44,11 +32,8 @@ def views(services: Services) -> RedisViews:
 
 
 @pytest.fixture
-def warehouse(tmp_path) -> Iterator[Warehouse]:  # type: ignore[no-untyped-def]
-    w = Warehouse.connect(f"chdb://{tmp_path / 'chdb'}")
-    w.migrate()
-    yield w
-    w.close()
+def warehouse(chdb_warehouse: Warehouse) -> Warehouse:
+    return chdb_warehouse
 
 
 def _apply_and_sink(views: RedisViews, warehouse: Warehouse, plans: list[EventPlan], n: int):
