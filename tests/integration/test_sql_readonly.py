@@ -38,7 +38,7 @@ WRITES = [
 ]
 
 
-def test_omni_sql_refuses_writes(run_stack: Callable[..., Running]) -> None:
+def test_omni_sql_refuses_writes_and_runs_saved_queries(run_stack: Callable[..., Running]) -> None:
     """Embedded chDB by default; a ClickHouse server with OMNI_TEST_BACKEND=containers."""
     stack = run_stack(workers=0, sink=True)
     for statement in WRITES:
@@ -49,12 +49,8 @@ def test_omni_sql_refuses_writes(run_stack: Callable[..., Running]) -> None:
     assert counted.returncode == 0, counted.stderr
     assert counted.stdout.strip() == '[{"n": 0}]'
     assert "touchpoint_facts" in omni_sql(stack, "SHOW TABLES").stdout
-
-
-def test_omni_sql_runs_every_saved_query_from_its_file(run_stack: Callable[..., Running]) -> None:
-    """Each saved query opens with a `--` comment (as an argument, an unknown option), and
-    one takes the reporting time zone as a parameter."""
-    stack = run_stack(workers=0, sink=True)
+    # each saved query opens with a `--` comment (as an argument, an unknown option), and
+    # one takes the reporting time zone as a parameter: -f reads them from their files
     for path in sorted((ROOT / "connectors" / "dashboard").glob("*.sql")):
         ran = omni_sql(stack, "-f", str(path))
         assert ran.returncode == 0, (path.name, ran.stderr)
