@@ -407,7 +407,9 @@ class RedisViews:
         so every record is read, in batches. Safe to repeat; how many were changed."""
         heads = tuple(f"{one_id}|".encode() for one_id in one_ids)
         needles = [f'"{one_id}"'.encode() for one_id in one_ids]
+        # as the script's cjson writes them too: it escapes "/" (a card "C/0042")
         needles += [orjson.dumps(key) for key in keys]
+        needles += [orjson.dumps(key).replace(b"/", b"\\/") for key in keys if "/" in key]
         pattern = _literal(self.prefix) + "e:*"
         changed = 0
         try:

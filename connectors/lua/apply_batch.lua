@@ -100,7 +100,7 @@ local function int(x) return string.format('%d', x) end
 -- floor(n * part / whole) exactly, for whole numbers 0 <= n, part <= whole < 2^53: the
 -- product itself may pass 2^53, where a double would round it (a full refund of a
 -- 9,490,857.45-yuan order would leave a point behind). Long multiplication by doubling,
--- every intermediate below 2 * whole.
+-- every intermediate below whole (a sum of two could pass 2^53 and round).
 local function share(n, part, whole)
   if part >= whole then return n end
   local r = math.fmod(n, whole)
@@ -110,11 +110,12 @@ local function share(n, part, whole)
   local q, rem, p = 0, 0, 1
   while p * 2 <= part do p = p * 2 end
   while p >= 1 do
-    q, rem = q * 2, rem * 2
-    if rem >= whole then q, rem = q + 1, rem - whole end
+    if rem >= whole - rem then q, rem = q * 2 + 1, rem - (whole - rem)
+    else q, rem = q * 2, rem * 2 end
     if part >= p then
-      part, rem = part - p, rem + r
-      if rem >= whole then q, rem = q + 1, rem - whole end
+      part = part - p
+      if rem >= whole - r then q, rem = q + 1, rem - (whole - r)
+      else rem = rem + r end
     end
     p = p / 2
   end

@@ -114,3 +114,18 @@ def test_forget_leaves_no_identifier_in_another_members_not_linked_entry(
     # Redis: Y's stored result still names X's card number
     leftover = [v for v in _stored_results(views) if b"C-X-0042" in v]
     assert leftover == [], leftover
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["not_linked", "refused merge"])
+def test_an_identifier_the_script_writes_escaped_is_scrubbed_too(
+    views: RedisViews, warehouse: Warehouse, refused: bool
+) -> None:
+    """The script's cjson writes "/" as "\\/": a card "C/X/0042" was not found in the
+    stored results as orjson spells it, and stayed where only the key names the person."""
+    card = "card:C/X/0042"
+    plans = [plan("y-1", Y_CARD, minutes=1), plan("y-2", Y_CARD, card, minutes=3),
+             plan("x-1", card, minutes=2 if refused else 4)]  # fmt: skip
+    _apply_and_sink(views, warehouse, sorted(plans, key=lambda p: p.event_time), 1)
+    _forget(views, warehouse, card)
+    assert [v for v in _stored_results(views) if b"0042" in v] == []
+    assert _identity_rows_naming(warehouse, card) == []

@@ -5,9 +5,13 @@ all of them")."""
 
 from __future__ import annotations
 
+import random
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+import redis
 
 from .conftest import Services
 from .test_orders import Shop
@@ -53,3 +57,32 @@ def test_refunds_in_parts_take_back_the_exact_share(services: Services) -> None:
         assert shop.points() == earned - earned * refunded // cents, part
     shop.status("ORD-BIG", "refunded", refund=str(paid))  # the rest and more: all of it
     assert shop.points() == 0
+
+
+LUA = Path(__file__).resolve().parents[2] / "connectors" / "lua" / "apply_batch.lua"
+
+
+def test_the_scripts_share_is_exact_for_any_whole_below_2_53(services: Services) -> None:
+    """The script's share() alone, through EVAL, against Python's integers: amounts far
+    past the contract's (below 10^14 cents) too. Before: sums of two intermediates near
+    2 x whole rounded past 2^52, e.g. ...987 for ...988."""
+    source = re.search(
+        r"local function share\(.*?\n  return base \+ q\nend\n", LUA.read_text(), re.S
+    )
+    assert source is not None
+    script = source.group(0) + (
+        "local out = {}\nfor i = 1, #ARGV, 3 do\n"
+        "  out[#out + 1] = string.format('%d', share(tonumber(ARGV[i]), tonumber(ARGV[i + 1]),"
+        " tonumber(ARGV[i + 2])))\nend\nreturn out\n"
+    )
+    rng = random.Random(7)
+    cases = [(9007199254740989, 9007199254740989, 9007199254740990), (0, 0, 1), (5, 0, 9)]
+    for bits in (20, 40, 47, 52, 53):
+        for _ in range(200):
+            whole = rng.randrange(1, 2**bits)
+            cases.append((rng.randrange(0, whole + 1), rng.randrange(0, whole + 1), whole))
+    client = redis.Redis.from_url(services.redis_url)
+    got = client.eval(script, 0, *[str(x) for case in cases for x in case])
+    wrong = [(n, p, w, int(g), n * p // w) for (n, p, w), g in zip(cases, got, strict=True)
+             if int(g) != n * p // w]  # fmt: skip
+    assert wrong == []
