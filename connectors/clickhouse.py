@@ -130,6 +130,11 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
+def _utc(value: datetime) -> datetime:
+    """A DateTime64 column's value as an aware UTC datetime, however the client gave it."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Warehouse:
     """One ClickHouse client, safe to share between the sink loop and the read API."""
 
@@ -275,6 +280,20 @@ class Warehouse:
             "identity_deleted": counts["identity_events"],
             "ledger_deleted": counts["points_ledger"],
         }
+
+    def erasures_since(self, since: datetime) -> list[tuple[datetime, list[str]]]:
+        """Erasures recorded after ``since``, oldest first: when, and the person's OneIDs
+        (the live one first)."""
+        try:
+            with self._lock:
+                rows = self.client.query(
+                    "SELECT erased_at, one_id, absorbed FROM erasures"
+                    " WHERE erased_at > {since:DateTime64(3, 'UTC')} ORDER BY erased_at",
+                    parameters={"since": since},
+                ).result_rows
+        except OperationalError as exc:
+            raise WarehouseUnavailable(f"clickhouse: {exc}") from exc
+        return [(_utc(at), [one_id, *absorbed]) for at, one_id, absorbed in rows]
 
     def delete_people(self, ids: Sequence[str], keys: Sequence[str] = ()) -> dict[str, int]:
         """Delete the rows of these OneIDs (a person's live one and those it absorbed) from

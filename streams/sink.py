@@ -36,7 +36,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -112,6 +112,10 @@ def _letter(msg: Message, exc: DecodeError | RowsRefused) -> DeadLetter:
     )
 
 
+#: how long after an erasure each landed batch is checked for the person's rows
+ERASURE_WATCH_S = 120.0
+
+
 class FactSink:
     def __init__(self, settings: Settings, endpoints: Endpoints, warehouse: Warehouse):
         self.settings = settings
@@ -160,10 +164,13 @@ class FactSink:
         #: table -> the decimal precisions its Avro containers declare; None: the table's
         #: records are decoded here (``connectors.clickhouse.avro_fit``)
         self.fit: dict[str, dict[str, int] | None] = {}
-        #: erasures (OneIDs, identity keys) since the last batch landed: its rows of them
-        #: landed after the erasure and are deleted again (``_erase_landed``)
-        self.erased_lately: list[tuple[list[str], list[str]]] = []
+        #: erasures watched for rows that land after them (``_erase_landed``): OneID ->
+        #: (the person's OneIDs, their identity keys when told through the API, until when)
+        self.watched: dict[str, tuple[list[str], list[str], datetime]] = {}
         self.erasing = threading.Lock()
+        #: the newest erasure seen in ClickHouse's ``erasures`` (a restarted sink watches
+        #: the last ERASURE_WATCH_S again)
+        self.erasures_seen = datetime.now(UTC) - timedelta(seconds=ERASURE_WATCH_S)
         self.stats = {
             "rows_written": 0,
             "rows_erased_late": 0,
@@ -322,28 +329,44 @@ class FactSink:
         return True
 
     def erased(self, ids: list[str], keys: list[str]) -> None:
-        """A person was erased (``omni forget``, through the read API): rows of theirs in
-        the batch open now, or held while ClickHouse is down, land after the erasure."""
+        """A person was erased through this sink's API (``omni forget``, embedded): watch
+        for their rows, their identity keys included."""
         with self.erasing:
-            self.erased_lately.append((ids, keys))
+            until = datetime.now(UTC) + timedelta(seconds=ERASURE_WATCH_S)
+            self.watched[ids[0]] = (ids, keys, until)
 
     def _erase_landed(self) -> None:
-        """Delete what the batch just inserted of people erased while it was open. Before
-        the commit: a sink that dies here inserts the batch again (ignored by its token)
-        and deletes again."""
-        with self.erasing:
-            watched, self.erased_lately = self.erased_lately, []
-        for n, (ids, keys) in enumerate(watched):
-            try:
-                counts = self.warehouse.delete_people(ids, keys)
-            except WarehouseUnavailable as exc:  # the next batch tries again
-                log.warning("rows of an erased person wait: %s", exc)
+        """Delete what the batch just inserted of people erased lately. Their rows still
+        on their way when the erasure ran (in a batch open then, held while ClickHouse was
+        down, or published by a worker just after) land after it. Every erasure recorded
+        in ``erasures`` is watched for ERASURE_WATCH_S, whichever sink or command made it.
+        Before the commit: a sink that dies here inserts the batch again (ignored by its
+        token) and deletes again."""
+        try:
+            for erased_at, ids in self.warehouse.erasures_since(self.erasures_seen):
+                self.erasures_seen = max(self.erasures_seen, erased_at)
                 with self.erasing:
-                    self.erased_lately[:0] = watched[n:]
+                    if ids[0] not in self.watched:
+                        until = erased_at + timedelta(seconds=ERASURE_WATCH_S)
+                        self.watched[ids[0]] = (ids, [], until)
+            with self.erasing:
+                watched = list(self.watched.values())
+            if not watched:
                 return
-            if late := sum(counts.values()):
-                log.info("deleted %d rows of an erased person that landed after the erasure", late)
-                self.stats["rows_erased_late"] += late
+            ids = sorted({i for person, _, _ in watched for i in person})
+            keys = sorted({k for _, person, _ in watched for k in person})
+            counts = self.warehouse.delete_people(ids, keys)
+        except WarehouseUnavailable as exc:  # the next batch tries again
+            log.warning("rows of erased people wait: %s", exc)
+            return
+        if late := sum(counts.values()):
+            log.info("deleted %d rows of erased people that landed after their erasure", late)
+            self.stats["rows_erased_late"] += late
+        now = datetime.now(UTC)
+        with self.erasing:
+            for one_id, (_, _, until) in list(self.watched.items()):
+                if until < now:
+                    del self.watched[one_id]
 
     def _give_up(self) -> None:
         """Drop the batch uncommitted: its partitions went to another sink, which reads it
