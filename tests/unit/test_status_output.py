@@ -1,10 +1,13 @@
-"""`omni status` says in its table what the supervisor says of each component."""
+"""`omni status` says in its table what the supervisor says of each component; `omni dlq
+ls` lists the newest letters."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
 from streams import cli
@@ -34,3 +37,20 @@ def test_a_component_given_up_on_reads_failed(monkeypatch: pytest.MonkeyPatch) -
     assert "failed (exit 1)" in rows["worker-1"]
     assert "restarting (exit 1)" in rows["worker-2"]
     assert "healthy" in rows["sink"] and "exit" not in rows["sink"]
+
+
+def test_dlq_ls_lists_the_latest_letters_by_failure_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Letters are read partition by partition; before, --limit took the last ones read
+    (here partition 3's), not the newest."""
+    from connectors.dlq import Letter
+
+    def letter(partition: int, failed_at: str) -> Letter:
+        return Letter(partition, 0, "omni.touchpoint.store_scan", 0, partition, "DecodeError",
+                      "bad_avro", "value", "", failed_at, None, b"x")  # fmt: skip
+
+    read_order = [letter(1, "2026-12-02T10:00:03+00:00"), letter(2, "2026-12-02T10:00:01+00:00"),
+                  letter(3, "2026-12-02T10:00:02+00:00")]  # fmt: skip
+    monkeypatch.setattr(cli, "_letters", lambda reason=None, topic=None: list(read_order))
+    result = CliRunner().invoke(cli.main, ["dlq", "ls", "--limit", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [x["ref"] for x in json.loads(result.output)["latest"]] == ["3:0", "1:0"]
