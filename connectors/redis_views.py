@@ -405,8 +405,9 @@ class RedisViews:
         their OneIDs, one of their ``keys`` not linked). The records stay, TTL and all, so
         a re-sent event is still a duplicate. No index leads from a member to its events,
         so every record is read, in batches. Safe to repeat; how many were changed."""
-        heads = tuple(f"{one_id}|".encode() for one_id in one_ids)
-        needles = [f'"{one_id}"'.encode() for one_id in one_ids]
+        people, their_keys = set(one_ids), set(keys)
+        heads = tuple(f"{one_id}|".encode() for one_id in people)
+        needles = [f'"{one_id}"'.encode() for one_id in people]
         # as the script's cjson writes them too: it escapes "/" (a card "C/0042")
         needles += [orjson.dumps(key) for key in keys]
         needles += [orjson.dumps(key).replace(b"/", b"\\/") for key in keys if "/" in key]
@@ -423,7 +424,7 @@ class RedisViews:
                     if v.startswith(heads):
                         rewrites[k] = b""
                     elif any(n in v for n in needles):
-                        scrubbed = _scrub(v, set(one_ids), set(keys))
+                        scrubbed = _scrub(v, people, their_keys)
                         if scrubbed != v:
                             rewrites[k] = scrubbed
                 if rewrites:

@@ -167,18 +167,17 @@ def parse_lookup(text: str, phone_key: bytes) -> str:
     kind = kind.lower()
     if kind == "oneid":
         return f"oneid:{value}"
-    names = _LOOKUP_KINDS
-    if kind not in names:
+    if kind not in _LOOKUP_KINDS:
         # the type as typed, unless it could be a value (a phone before a stray colon)
         raise InvalidTouchpoint("lookup", "unknown_type", kind if kind.isidentifier() else "")
     try:
-        if names[kind] == IdentifierKind.openid:
+        if _LOOKUP_KINDS[kind] == IdentifierKind.openid:
             app_id, _, openid = value.partition(":")
             if not app_id.strip():
                 raise InvalidTouchpoint("lookup", "missing_app_id", "write openid:APPID:OPENID")
             ident = Identifier(kind=IdentifierKind.openid, value=openid, app_id=app_id)
         else:
-            ident = Identifier(kind=names[kind], value=value)
+            ident = Identifier(kind=_LOOKUP_KINDS[kind], value=value)
     except ValidationError as exc:  # said without the value: it may be a phone number
         _, reason, detail = describe_validation_error(exc)
         raise InvalidTouchpoint(f"lookup.{kind}", reason, detail) from None
