@@ -275,6 +275,7 @@ class TouchpointFact(_Record):
     source_offset: int
     outcome: str = ""
     attribution: str = ""
+    order_status: str = ""
 
 
 class IdentityEvent(_Record):

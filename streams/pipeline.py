@@ -114,6 +114,7 @@ def fact_record(plan: EventPlan, outcome: Outcome, msg: Inbound, now: datetime) 
         "points": outcome.points,
         "outcome": _outcome(outcome),
         "attribution": outcome.attribution,
+        "order_status": plan.order_status,
     }
 
 

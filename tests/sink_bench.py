@@ -75,6 +75,7 @@ def records(rows: int) -> Iterator[tuple[str, dict[str, Any]]]:
                 "points": n % 50,
                 "outcome": "",
                 "attribution": "",
+                "order_status": "",
             },
         )
         yield (

@@ -66,6 +66,33 @@ def test_repurchase_rate_follows_oneid_merges(warehouse: Warehouse) -> None:
     )
 
 
+def test_repurchase_rate_leaves_out_cancelled_and_fully_refunded_orders(
+    warehouse: Warehouse,
+) -> None:
+    """Three people order twice each in the app. O1's second order is cancelled, O2's
+    refunded in two parts that add up to what was paid, O3's refunded in part: only O3
+    bought twice. (A store checkout has no order id: never undone.)"""
+
+    def order(n: int, one_id: str, amount: str) -> list:
+        return fact(n, "app_order", "app", one_id, amount, order_id=f"ORD-{n}")
+
+    def status(n: int, order_n: int, kind: str, amount: str = "0") -> list:
+        return fact(n, "order_status", "other", "", amount, order_id=f"ORD-{order_n}",
+                    order_status=kind)  # fmt: skip
+
+    facts = [
+        order(1, "O1", "40.00"), order(2, "O1", "60.00"), status(3, 2, "cancelled"),
+        order(4, "O2", "40.00"), order(5, "O2", "60.00"),
+        status(6, 5, "refunded", "25.00"), status(7, 5, "refunded", "35.00"),
+        order(8, "O3", "40.00"), order(9, "O3", "60.00"), status(10, 9, "refunded", "59.99"),
+        fact(11, "store_scan", "store", "O4", "30.00", store_id="S1"),
+        status(12, 8, "paid"),
+    ]  # fmt: skip
+    warehouse.insert("touchpoint_facts", COLUMNS["touchpoint_fact"], facts, "undone")
+    [repurchase] = run(warehouse, "repurchase_rate")
+    assert (repurchase["buyers"], repurchase["repeat_buyers"]) == (4, 1)
+
+
 def test_new_members_follow_oneid_merges(warehouse: Warehouse) -> None:
     _one_person_under_two_oneids(warehouse)
     [day] = run(warehouse, "new_members_per_day")
@@ -105,3 +132,14 @@ def test_new_members_are_counted_on_the_local_day(warehouse: Warehouse) -> None:
 
     [day] = run(warehouse, "new_members_per_day")
     assert (str(day["day"]), day["new_members"]) == ("2024-06-01", 1)
+
+
+def test_person_facts_has_every_column_of_the_facts(warehouse: Warehouse) -> None:
+    """A view's columns are fixed when it is made: a migration that adds a column to
+    touchpoint_facts makes person_facts again (0010)."""
+
+    def columns(table: str) -> list[str]:
+        sql = f"SELECT name FROM system.columns WHERE table = '{table}' ORDER BY position"
+        return [name for (name,) in warehouse.client.query(sql).result_rows]
+
+    assert columns("person_facts") == [*columns("touchpoint_facts"), "person"]

@@ -30,7 +30,7 @@ def fact(n: int, kind: str, channel: str, one_id: str, amount: str = "0", **more
         "processed_time": NOW, "channel": channel, "store_id": "", "one_id": one_id,
         "new_member": False, "order_id": "", "campaign_id": "", "room_id": "", "quantity": 1,
         "amount": Decimal(amount), "points": 0, "source_topic": "t", "source_partition": 0,
-        "source_offset": n, "outcome": "", "attribution": "", **more,
+        "source_offset": n, "outcome": "", "attribution": "", "order_status": "", **more,
     }  # fmt: skip
     return [row[c] for c in COLUMNS["touchpoint_fact"]]
 

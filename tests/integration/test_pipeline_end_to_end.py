@@ -146,6 +146,17 @@ def test_every_message_is_accounted_for_exactly(run_stack: Callable[..., Running
         "SELECT count() FROM touchpoint_facts FINAL WHERE outcome = 'claim_refused' AND points = 0",
     )
     assert refused_facts == stats["claims_refused"]
+    # an order-status fact names the status it reports; no other fact names one
+    misnamed = reads.scalar(
+        endpoints,
+        "SELECT countIf((touchpoint_type = 'order_status') != (order_status != ''))"
+        " FROM touchpoint_facts FINAL",
+    )
+    assert misnamed == 0
+    named = reads.scalar(
+        endpoints, "SELECT count() FROM touchpoint_facts FINAL WHERE order_status = 'cancelled'"
+    )
+    assert named > 0
     assert not list(stack.views.client.scan_iter(match=stack.views.prefix + "op:*"))
     # every malformed message is in the dead-letter topic, with its provenance
     letters = read_all(endpoints.kafka_bootstrap, dlq_topic(stack.settings), expected.malformed)

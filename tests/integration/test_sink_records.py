@@ -55,7 +55,7 @@ def fact(n: int) -> dict[str, Any]:
         "store_id": "", "one_id": f"O{n}", "new_member": n % 2 == 1, "order_id": f"ORD-{n}",
         "campaign_id": "", "room_id": "R1", "quantity": n, "amount": Decimal(n) + Decimal("0.35"),
         "points": 3 * n, "outcome": "backordered" if n % 5 == 0 else "",
-        "attribution": f"livestream:R{n}",
+        "attribution": f"livestream:R{n}", "order_status": "refunded" if n % 4 == 0 else "",
     }  # fmt: skip
 
 
@@ -126,11 +126,11 @@ SHOWN: dict[str, tuple[str, Callable[[dict], list]]] = {
         "SELECT event_id, toUnixTimestamp64Milli(event_time),"
         " toUnixTimestamp64Milli(processed_time), one_id, toUInt8(new_member), order_id,"
         " room_id, quantity, toInt64(amount * 100), points, source_partition, source_offset,"
-        " outcome, attribution FROM touchpoint_facts",
+        " outcome, attribution, order_status FROM touchpoint_facts",
         lambda r: [r["event_id"], ms(r["event_time"]), ms(r["processed_time"]), r["one_id"],
                    int(r["new_member"]), r["order_id"], r["room_id"], r["quantity"],
                    cents(r["amount"]), r["points"], r["source_partition"], r["source_offset"],
-                   r["outcome"], r["attribution"]],
+                   r["outcome"], r["attribution"], r["order_status"]],
     ),
     "identity_events": (
         "SELECT event_id, other_one_id, identifiers_before, identifiers_other, points_moved,"

@@ -293,6 +293,7 @@ def full_touchpoint_fact() -> TouchpointFact:
         source_offset=123456789012,
         outcome="backordered",
         attribution="livestream:R02",
+        order_status="refunded",
     )
 
 

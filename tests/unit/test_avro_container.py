@@ -33,6 +33,7 @@ def fact(n: int) -> dict:
         "campaign_id": "", "room_id": "", "quantity": n, "amount": Decimal(f"{n}.25"),
         "points": -n, "source_topic": "t", "source_partition": 3, "source_offset": 10**12 + n,
         "outcome": "", "attribution": "livestream:R1" if n % 3 else "",
+        "order_status": "cancelled" if n % 5 == 0 else "",
     }  # fmt: skip
 
 
@@ -102,7 +103,7 @@ FACT_COLUMNS = {
     "quantity": "Int32", "amount": "Decimal(14, 2)", "points": "Int64",
     "source_topic": "LowCardinality(String)", "source_partition": "UInt16",
     "source_offset": "UInt64", "outcome": "LowCardinality(String)",
-    "attribution": "String",
+    "attribution": "String", "order_status": "String",
 }  # fmt: skip
 
 

@@ -83,6 +83,7 @@ def a_fact() -> dict:
         "new_member": False, "order_id": "", "campaign_id": "", "room_id": "", "quantity": 2,
         "amount": Decimal("129.90"), "points": 129, "source_topic": "omni.store_scan",
         "source_partition": 0, "source_offset": 7, "outcome": "", "attribution": "",
+        "order_status": "",
     }  # fmt: skip
 
 
