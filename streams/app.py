@@ -30,6 +30,14 @@ from streams.wiring import pipeline as build_pipeline
 log = logging.getLogger("omni.worker")
 
 
+def kafka_ms(timestamp: float | None) -> int | None:
+    """A faust message's timestamp (seconds, as aiokafka's milliseconds / 1000) as the
+    milliseconds ``Inbound`` takes; None when the message has none."""
+    if timestamp is None or timestamp < 0:
+        return None
+    return round(timestamp * 1000)
+
+
 def _exit_unacknowledged(size: int, code: int = 75) -> None:
     """Leave without acknowledging, so the batch is redelivered to whoever takes the
     partitions next (the views ignore what they already applied)."""
@@ -184,6 +192,7 @@ def create_app(settings: Settings, endpoints: Endpoints, web_port: int) -> faust
                         e.message.offset,
                         e.message.key,
                         e.message.value,
+                        kafka_ms(e.message.timestamp),
                     )
                     for e in events
                 ]

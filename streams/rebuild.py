@@ -480,7 +480,10 @@ def _replay(
         clock["now"] = (
             datetime.fromtimestamp(max(stamps) / 1000, UTC) if stamps else datetime.now(UTC)
         )
-        inbound = [Inbound(m.topic(), m.partition(), m.offset(), m.key(), m.value()) for m in batch]
+        inbound = [
+            Inbound(m.topic(), m.partition(), m.offset(), m.key(), m.value(), _timestamp(m))
+            for m in batch
+        ]
         result = pipeline.process(inbound)
         report.outcomes.update(result.outcomes)
         report.replayed += len(batch)

@@ -116,10 +116,16 @@ class Settings(BaseSettings):
         7 * 24 * 3600, ge=60, description="How long an event_id is remembered for deduplication"
     )
     max_event_age_days: int = Field(
-        90, ge=1, description="Older events are dead-lettered (too_old)"
+        90,
+        ge=1,
+        description="Events older than this when their message reached Kafka are dead-lettered"
+        " (too_old)",
     )
     max_clock_skew_s: int = Field(
-        3600, ge=0, description="Events further ahead are dead-lettered (in_future)"
+        3600,
+        ge=0,
+        description="Events further ahead of when their message reached Kafka are"
+        " dead-lettered (in_future)",
     )
     dlq_max_invalid_share: float = Field(
         0.5, gt=0, le=1, description="Invalid share over the guard window that stops a worker"
