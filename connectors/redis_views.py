@@ -237,6 +237,8 @@ class RedisViews:
     ):
         self.client = client
         self.prefix = prefix
+        #: True for `omni rebuild`'s replay: applies while ``rebuilding`` is set
+        self.replaying = False
         self.dedupe_ttl_s = dedupe_ttl_s
         self.aggregate_ttl_s = aggregate_ttl_s
         self.policy = orjson.dumps((policy or IdentityPolicy()).as_script_argument())
@@ -266,12 +268,19 @@ class RedisViews:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         args = [
             self.prefix, self.dedupe_ttl_s, payload, self.policy, self.config, now_ms,
-            self.aggregate_ttl_s,
+            self.aggregate_ttl_s, "1" if self.replaying else "0",
         ]  # fmt: skip
         try:
             raw = self._apply(args=args)
         except _TRANSIENT as exc:
             raise ViewsUnavailable(f"redis: {exc}") from exc
+        except redis.exceptions.ResponseError as exc:
+            if str(exc).startswith("REBUILDING"):
+                raise ViewsUnavailable(
+                    "the views are being rebuilt: `omni rebuild` wiped them and has not "
+                    "finished (if it failed, run it again); the batch waits"
+                ) from exc
+            raise
         *per_item, (_, minutes) = raw
         rows = orjson.loads(minutes)
         return Applied(

@@ -614,6 +614,18 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
     # Redis first: from then on no event can reach the person's data through their
     # identifiers. An erasure whose ClickHouse part failed is completed by its OneID.
     erased = view.erasure(key.split(":", 1)[1]) if key.startswith("oneid:") else None
+    if erased is None and key.startswith("oneid:") and view.resolve(key) is None:
+        # a OneID no view holds any more, whose rows ClickHouse keeps (a `rebuild --from`
+        # cut the person off from it: docs/operations.md): its ClickHouse part alone
+        try:
+            erased = _left_in_clickhouse(endpoints, key.split(":", 1)[1])
+        except ServiceUnavailable as exc:
+            _fail(f"no member for {_lookup_kind(lookup)}:… in Redis, and ClickHouse: {exc}")
+        if erased is not None and not yes:
+            click.confirm(
+                f"{erased['one_id']} is in no view, but ClickHouse holds rows of it: erase them?",
+                abort=True,
+            )
     if erased is None:
         one_id = view.resolve(key)
         if one_id is None:
@@ -650,6 +662,33 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
             f"{erased['facts_deleted']} facts, {erased['identity_deleted']} merge-log rows, "
             f"{erased['ledger_deleted']} ledger entries)"
         )
+
+
+def _left_in_clickhouse(endpoints: Any, one_id: str) -> dict[str, Any] | None:
+    """An erasure of ``one_id`` and the OneIDs merged into it as ClickHouse's merge log
+    has them, when ClickHouse holds facts or ledger entries of them; else None."""
+    import time
+
+    from streams import reads
+
+    absorbed = [
+        str(row[0])
+        for row in reads.query(
+            endpoints,
+            "SELECT one_id FROM one_id_survivors WHERE survivor = {one_id:String}",
+            {"one_id": one_id},
+        ).rows
+    ]
+    held = reads.query(
+        endpoints,
+        "SELECT (SELECT count() FROM touchpoint_facts WHERE one_id IN {ids:Array(String)})"
+        " + (SELECT count() FROM points_ledger WHERE one_id IN {ids:Array(String)})",
+        {"ids": [one_id, *absorbed]},  # type: ignore[dict-item]
+    ).rows
+    if not held or not int(held[0][0]):
+        return None
+    return {"one_id": one_id, "absorbed": absorbed, "identifiers": 0, "points": 0,
+            "at": int(time.time() * 1000)}  # fmt: skip
 
 
 @main.command()
@@ -864,7 +903,11 @@ def rebuild(from_: str | None, yes: bool, as_json: bool, pause_workers: bool) ->
         except click.Abort:  # answered no at the prompt (a RuntimeError too): nothing failed
             raise
         except (ServiceUnavailable, RuntimeError) as exc:
-            _fail(f"rebuild failed: {exc}; run it again (it starts over)")
+            _fail(
+                f"rebuild failed: {exc}; run it again (it starts over). Views it wiped "
+                "already stay marked as being rebuilt: the workers hold their batches until "
+                "a rebuild finishes"
+            )
         finally:
             bar.stop()
             if paused is not None:

@@ -6,14 +6,17 @@ Redis views".
    state) and while the replay would bring back a person erased by ``omni forget``.
 2. Capture the end of every input partition: the high watermark, or the workers'
    committed offset where that is further (some brokers report low watermarks).
-3. Wipe the view keys under ``<OMNI_TOPIC_PREFIX>:`` (SCAN + UNLINK in batches, never
-   FLUSHDB: other tenants may share the Redis), keeping the erasure records.
+3. Mark the views as being rebuilt (``rebuilding``: the workers' batches wait until the
+   mark is gone), then wipe the view keys under ``<OMNI_TOPIC_PREFIX>:`` (SCAN + UNLINK
+   in batches, never FLUSHDB: other tenants may share the Redis), keeping the erasure
+   records and the dedupe records ``omni forget`` emptied.
 4. Read the input partitions from the beginning (or from ``--from``, through
    offsets_for_times) up to that end with a consumer of its own (nothing is committed
    to the workers' group), in time order across partitions and offset order within one,
    and apply them in batches through ``TouchpointPipeline``: the very code the workers
-   run. Facts, merge log, ledger and dead letters are not published again: ClickHouse
-   has them already; dead letters are counted.
+   run, each event naming the OneID ClickHouse holds its fact under, which a member it
+   creates takes. Facts, merge log, ledger and dead letters are not published again:
+   ClickHouse has them already; dead letters are counted. Then remove the mark.
 
 The views store the last offset applied per partition, so when the workers resume from
 their committed offsets, whatever the rebuild applied already is a no-op for them.
@@ -21,6 +24,7 @@ their committed offsets, whatever the rebuild applied already is a no-op for the
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -41,13 +45,17 @@ from confluent_kafka import (
 from connectors.kafka import DeadLetter
 from connectors.redis_views import RedisViews
 from schemas.topics import input_topics
+from streams.core.plan import EventPlan
 from streams.endpoints import Endpoints, read_stack
 from streams.pipeline import Inbound, TouchpointPipeline
 from streams.settings import Settings
 from streams.wiring import resolver, rules, views
 
-#: Keys under the prefix a rebuild keeps: the erasure records (``omni forget``).
-KEPT_KEYS = ("erased",)
+#: Keys under the prefix a rebuild keeps: the erasure records (``omni forget``), and its
+#: own mark, there from the wipe until the replay is done: workers do not apply batches
+#: to half-built views (a rebuild that failed leaves it; running it again clears it).
+REBUILDING = "rebuilding"
+KEPT_KEYS = ("erased", REBUILDING)
 #: Messages held per partition while the others catch up (time-ordered merge).
 _HELD_PER_PARTITION = 5000
 #: A replay that receives nothing for this long while partitions are unfinished fails.
@@ -193,6 +201,34 @@ def highest_one_id(view: RedisViews, endpoints: Endpoints) -> int:
     return max(numbers)
 
 
+def recorded_one_ids(endpoints: Endpoints, plans: Sequence[EventPlan]) -> dict[str, str]:
+    """The OneID ClickHouse holds each event's fact under, by event id (events without a
+    fact, or whose person was erased, are left out). Looked up by the table's sorting key
+    (type, day, event id), so a batch reads only the granules it names."""
+    if not plans:
+        return {}
+    sql = (
+        "SELECT event_id, argMax(one_id, processed_time) FROM touchpoint_facts"
+        " WHERE touchpoint_type IN {types:Array(String)}"
+        " AND toDate(event_time) IN {days:Array(Date)}"
+        " AND event_id IN {ids:Array(String)} AND one_id != ''"
+        " GROUP BY event_id"
+    )
+    parameters = {
+        "types": sorted({p.touchpoint_type for p in plans}),
+        "days": sorted({p.event_time.astimezone(UTC).date().isoformat() for p in plans}),
+        "ids": [p.event_id for p in plans],
+    }
+    from connectors.errors import WarehouseUnavailable
+    from streams import reads
+
+    try:
+        rows = reads.query(endpoints, sql, parameters).rows  # type: ignore[arg-type]
+    except WarehouseUnavailable as exc:
+        raise RebuildRefused(f"cannot read the facts' OneIDs from ClickHouse: {exc}") from exc
+    return {str(event_id): str(one_id) for event_id, one_id in rows}
+
+
 def _number(one_id: str) -> int:
     return int(one_id[1:]) if one_id[1:].isdigit() else 0
 
@@ -220,19 +256,22 @@ def check_erasures(view: RedisViews, endpoints: Endpoints, from_ms: int | None) 
 
 
 def wipe_views(view: RedisViews, keep: Sequence[str] = KEPT_KEYS, batch: int = 1000) -> int:
-    """Delete every key under the views' prefix but ``keep``: SCAN + UNLINK in batches."""
+    """Delete every key under the views' prefix but ``keep`` and the dedupe records
+    ``omni forget`` emptied (an erased person's events, TTL and all: a re-sent one stays a
+    duplicate through the replay and after it, instead of bringing the person back):
+    SCAN + UNLINK in batches."""
     kept = {(view.prefix + k).encode() for k in keep}
+    results = (view.prefix + "e:").encode()
     deleted = 0
-    doomed: list[bytes] = []
-    for key in view.client.scan_iter(match=view.prefix + "*", count=batch):
-        if key in kept:
-            continue
-        doomed.append(key)
-        if len(doomed) >= batch:
-            deleted += view.client.unlink(*doomed)
-            doomed = []
-    if doomed:
-        deleted += view.client.unlink(*doomed)
+    found = view.client.scan_iter(match=view.prefix + "*", count=batch)
+    while scanned := list(itertools.islice(found, batch)):
+        chunk = [key for key in scanned if key not in kept]
+        dedupe = [key for key in chunk if key.startswith(results)]
+        if dedupe:
+            erased = {k for k, v in zip(dedupe, view.client.mget(dedupe), strict=True) if v == b""}
+            chunk = [key for key in chunk if key not in erased]
+        if chunk:
+            deleted += view.client.unlink(*chunk)
     return deleted
 
 
@@ -427,10 +466,11 @@ def rebuild(
             "`omni rebuild --pause-workers` does all three, or `omni workers pause`)"
         )
     check_erasures(view, endpoints, from_ms)
-    # a replay from --from meets only part of the people: it numbers the new ones above
-    # every OneID ever issued, not from O1 again (the earlier ones are in ClickHouse, and
-    # `omni forget` deletes rows by OneID)
-    issued = highest_one_id(view, endpoints) if from_ms is not None else 0
+    # A member the replay creates takes the OneID ClickHouse holds its event's fact under
+    # (``recorded_one_ids``); one whose fact is not there is numbered above every OneID
+    # ever issued, never from O1 again: a replay from --from, or from topics retention has
+    # cut, meets only part of the people, and `omni forget` deletes rows by OneID.
+    issued = highest_one_id(view, endpoints)
     consumer = _consumer(settings, endpoints, f"{settings.app_id}-rebuild-{uuid.uuid4().hex[:8]}")
     try:
         ranges = plan_ranges(settings, endpoints, consumer, from_ms)
@@ -439,13 +479,17 @@ def rebuild(
             raise RebuildRefused("not confirmed; nothing was changed")
         if on_total is not None:
             on_total(report.total)
+        mark = {"started_at": int(time.time() * 1000), "from_ms": from_ms}
+        view.client.set(view.prefix + REBUILDING, json.dumps(mark))
         report.keys_deleted = wipe_views(view)
         if issued:
             view.client.set(view.prefix + "seq:oneid", issued)
-        _replay(settings, view, consumer, ranges, from_ms, report, on_progress)
+        view.replaying = True
+        _replay(settings, endpoints, view, consumer, ranges, from_ms, report, on_progress)
         # up to the captured end everything is the rebuild's, applied or not (before
         # --from, or a partition with nothing after it): a worker resuming below it replays
         view.advance_offsets({f"{r.topic}/{r.partition}": r.end - 1 for r in ranges if r.end})
+        view.client.delete(view.prefix + REBUILDING)
     finally:
         consumer.close()
     report.members = view.stats().get("members", 0)
@@ -455,6 +499,7 @@ def rebuild(
 
 def _replay(
     settings: Settings,
+    endpoints: Endpoints,
     view: RedisViews,
     consumer: Consumer,
     ranges: Sequence[PartitionRange],
@@ -484,7 +529,12 @@ def _replay(
             Inbound(m.topic(), m.partition(), m.offset(), m.key(), m.value(), _timestamp(m))
             for m in batch
         ]
-        result = pipeline.process(inbound)
+        prepared = pipeline.prepare(inbound)
+        hints = recorded_one_ids(endpoints, [p for p in prepared.plans if p is not None])
+        for item, plan in zip(prepared.items, prepared.plans, strict=True):
+            if plan is not None and plan.event_id in hints:
+                item["n"] = hints[plan.event_id]
+        result = pipeline.finish(prepared)
         report.outcomes.update(result.outcomes)
         report.replayed += len(batch)
         if on_progress is not None:

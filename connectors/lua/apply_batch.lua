@@ -9,8 +9,9 @@
 --                 m=amount in cents (paid, refunded, face value), u=order status,
 --                 g=campaign, b=1 if a purchase, L=candidate locations nearest first,
 --                 h=the touch this event is (livestream:<room>, red_envelope:<c>, guide:<id>),
---                 H=1 for a pick-up order, a=its per-minute bucket "minute|channel|type|store"}
--- ARGV[6] now (ms), ARGV[7] aggregate bucket TTL (s).
+--                 H=1 for a pick-up order, a=its per-minute bucket "minute|channel|type|store",
+--                 n=the OneID its fact has in ClickHouse (a rebuild only)}
+-- ARGV[6] now (ms), ARGV[7] aggregate bucket TTL (s), ARGV[8] '1' from a rebuild's replay.
 -- Returns one {status, result} per item, then {'aggregates', JSON list of the touched
 -- buckets' {bucket, events, gmv, orders, claims, refunds}}. Item status, one of:
 --   new        first time this event is applied; result = "oneid|new_member|flags|points[|log]"
@@ -22,6 +23,13 @@
 --   replay     this very offset was applied before (redelivery): no effect, first result
 --   dead       a dead letter counted;  replay_dead: counted before
 local P = ARGV[1]
+-- ARGV[8]: '1' when `omni rebuild` replays. While `rebuilding` exists, a rebuild has wiped
+-- the views and not finished its replay (it failed, or runs): the workers' batches are
+-- refused, not applied to half-built views (a member not replayed yet would come back as
+-- a new OneID). The worker waits and retries (connectors/redis_views.py).
+if ARGV[8] ~= '1' and redis.call('EXISTS', P .. 'rebuilding') == 1 then
+  return redis.error_reply('REBUILDING the views are being rebuilt')
+end
 local ttl = tonumber(ARGV[2])
 local batch = cjson.decode(ARGV[3])
 -- ARGV[4]: the identity policy {limits = {{kind, n}}, review = {kinds}} (streams/core/rules.py)
@@ -80,6 +88,23 @@ end
 local function seq_of(oid) return tonumber(string.sub(oid, 2)) end
 local function older(x, y) if seq_of(x) < seq_of(y) then return x, y end return y, x end
 local function kind_of(k) return string.match(k, '^([^:]+)') end
+
+-- A rebuild (streams/rebuild.py) names the OneID ClickHouse holds the event's fact under
+-- (it.n): a member the event creates takes it when no one in the views holds it, so the
+-- rebuilt people keep the numbers their facts have. The workers never name one.
+local function claim_oneid(hint)
+  if hint == nil or not string.match(hint, '^O%d+$') or redis.call('EXISTS', P .. 'm:' .. hint) == 1
+      or redis.call('HEXISTS', P .. 'erased', hint) == 1 then
+    return next_oneid()
+  end
+  if SEQ == nil then
+    SEQ = tonumber(redis.call('GET', P .. 'seq:oneid') or '0')
+    SEQ_READ = SEQ
+  end
+  -- the counter never falls behind a number in use
+  if seq_of(hint) > SEQ then SEQ = seq_of(hint) end
+  return hint
+end
 
 -- An absorbed OneID keeps a pointer to its survivor forever.
 local function resolve(oid)
@@ -244,7 +269,7 @@ local function stitch(it)
   end
   local oid, created = nil, 0
   if #list == 0 then
-    oid = next_oneid()
+    oid = claim_oneid(it.n)
     stat('members', 1)
     created = 1
   else
