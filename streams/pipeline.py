@@ -55,22 +55,14 @@ class Inbound(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
-    #: the message's Kafka timestamp (ms), when it has one: see ``arrival``
+    #: the message's Kafka timestamp (ms), when it has one: an event's age is judged by
+    #: it (``streams.core.plan.received_at``)
     timestamp_ms: int | None = None
 
 
-def arrival(msg: Inbound, now: datetime) -> datetime:
-    """When the message reached Kafka, by its timestamp (no later than ``now``; ``now``
-    when it has none). The age and clock-skew checks judge an event by it, not by when a
-    worker takes it: every delivery of a message decides the same, so a batch applied to
-    the views and redelivered to another worker re-emits its facts instead of
-    dead-lettering an event gone past the age limit meanwhile, and a backlog left while
-    the workers were down is not aged out by the wait."""
+def stamped(msg: Inbound) -> datetime | None:
     ms = msg.timestamp_ms
-    if ms is None or ms < 0:
-        return now
-    at = datetime.fromtimestamp(ms / 1000, UTC)
-    return at if at < now else now
+    return None if ms is None or ms < 0 else datetime.fromtimestamp(ms / 1000, UTC)
 
 
 @dataclass
@@ -242,7 +234,7 @@ class TouchpointPipeline:
                 "type", "wrong_topic", f"{type_name} record on the {expected} topic"
             )
         model = MODELS[type_name].model_validate(record)
-        return plan_event(type_name, model, self.rules, arrival(msg, now))  # type: ignore[arg-type]
+        return plan_event(type_name, model, self.rules, now, stamped(msg))  # type: ignore[arg-type]
 
     def _dead_letter(self, msg: Inbound, exc: Exception) -> DeadLetter:
         if isinstance(exc, DecodeError):

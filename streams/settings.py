@@ -124,8 +124,7 @@ class Settings(BaseSettings):
     max_clock_skew_s: int = Field(
         3600,
         ge=0,
-        description="Events further ahead of when their message reached Kafka are"
-        " dead-lettered (in_future)",
+        description="Events further ahead of the worker's clock are dead-lettered (in_future)",
     )
     dlq_max_invalid_share: float = Field(
         0.5, gt=0, le=1, description="Invalid share over the guard window that stops a worker"

@@ -82,14 +82,35 @@ def _per_sku(lines: Iterable[OrderLine]) -> dict[str, int]:
     return need
 
 
-def plan_event(type_name: str, record: Touchpoint, rules: Rules, now: datetime) -> EventPlan:
-    """Validate what needs the clock or configuration, then plan. Raises ``InvalidTouchpoint``."""
+def received_at(stamped: datetime | None, now: datetime, rules: Rules) -> datetime:
+    """When an event reached Kafka, to judge its age by: its message's timestamp when that
+    lies within ``rules.stamp_trust`` before ``now``, else ``now``. Every delivery of a
+    message then decides the same (a batch redelivered to another worker after its views
+    were applied re-emits its facts instead of dead-lettering an event gone past the age
+    limit meanwhile), and a backlog that waited for the workers is not aged out by the
+    wait; a timestamp far off (a producer's clock reset, or one that stamps messages with
+    their events' own time) is not believed."""
+    if stamped is None or stamped > now or stamped < now - rules.stamp_trust:
+        return now
+    return stamped
+
+
+def plan_event(
+    type_name: str,
+    record: Touchpoint,
+    rules: Rules,
+    now: datetime,
+    stamped: datetime | None = None,
+) -> EventPlan:
+    """Validate what needs the clock or configuration, then plan. ``stamped``: the
+    message's Kafka timestamp (``received_at``). Raises ``InvalidTouchpoint``."""
     env = record.envelope
+    # ahead of the worker's clock: a later delivery is only more lenient, so it is safe
     if env.event_time > now + rules.max_future:
         raise InvalidTouchpoint(
             "envelope.event_time", "in_future", f"more than {rules.max_future} ahead"
         )
-    if env.event_time < now - rules.max_past:
+    if env.event_time < received_at(stamped, now, rules) - rules.max_past:
         raise InvalidTouchpoint("envelope.event_time", "too_old", f"more than {rules.max_past} ago")
     if type_name in NEEDS_IDENTIFIERS and not env.identifiers:
         raise InvalidTouchpoint("envelope.identifiers", "no_identifiers")

@@ -188,6 +188,10 @@ class Rules:
     max_future: timedelta = timedelta(hours=1)
     #: how late an event may arrive and still be applied
     max_past: timedelta = timedelta(days=90)
+    #: how far back a message's Kafka timestamp is believed as the time it arrived
+    #: (``plan.received_at``): longer than any redelivery or backlog should take, short
+    #: against ``max_past``
+    stamp_trust: timedelta = timedelta(days=1)
     #: where delivery orders may be served from: (location, latitude, longitude)
     delivery_locations: tuple[tuple[str, float, float], ...] = (
         ("WH-EAST", 31.23, 121.47),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -50,9 +50,11 @@ RULES = Rules(phone_key=b"k")
 PHONE_KEY = "phone:" + hmac.new(b"k", b"+8613800138000", hashlib.sha256).hexdigest()[:32]
 
 
-def _invalid(type_name: str, record: Any, rules: Rules = RULES) -> InvalidTouchpoint:
+def _invalid(
+    type_name: str, record: Any, rules: Rules = RULES, stamped: datetime | None = None
+) -> InvalidTouchpoint:
     with pytest.raises(InvalidTouchpoint) as info:
-        plan_event(type_name, record, rules, NOW)
+        plan_event(type_name, record, rules, NOW, stamped)
     return info.value
 
 
@@ -305,6 +307,35 @@ def test_window_follows_the_rules() -> None:
     assert _invalid("store_scan", _at(timedelta(minutes=6)), rules).reason == "in_future"
     assert _invalid("store_scan", _at(-timedelta(days=2)), rules).reason == "too_old"
     assert plan_event("store_scan", _at(-timedelta(hours=23)), rules, NOW).points == 129
+
+
+@pytest.mark.parametrize(
+    ("stamp", "judged_by"),
+    [
+        (None, timedelta(0)),  # no timestamp: the worker's clock
+        (-timedelta(hours=20), -timedelta(hours=20)),  # within a day: believed
+        (-timedelta(days=1), -timedelta(days=1)),
+        (-timedelta(days=1, seconds=1), timedelta(0)),  # older: not believed
+        (-timedelta(days=3 * 365), timedelta(0)),  # a producer stamping event time
+        (timedelta(minutes=5), timedelta(0)),  # ahead of the worker: its clock
+    ],
+)
+def test_age_is_judged_by_a_kafka_timestamp_within_a_day(
+    stamp: timedelta | None, judged_by: timedelta
+) -> None:
+    stamped = None if stamp is None else NOW + stamp
+    edge = judged_by - timedelta(days=90)  # the oldest event that passes
+    assert plan_event("store_scan", _at(edge), RULES, NOW, stamped).event_time == NOW + edge
+    exc = _invalid("store_scan", _at(edge - timedelta(milliseconds=1)), stamped=stamped)
+    assert exc.reason == "too_old"
+
+
+def test_how_far_ahead_is_judged_by_the_workers_clock_whatever_the_timestamp() -> None:
+    """A later delivery is only more lenient: a message timestamp far back (1970) does not
+    make a current event 'in_future'."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert plan_event("store_scan", _at(timedelta(minutes=5)), RULES, NOW, epoch).points == 129
+    assert _invalid("store_scan", _at(timedelta(hours=2)), stamped=epoch).reason == "in_future"
 
 
 # -- identifiers ---------------------------------------------------------------------------------
