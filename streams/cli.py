@@ -602,6 +602,7 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
     from streams.core.errors import InvalidTouchpoint
     from streams.core.identity import parse_lookup
     from streams.endpoints import resolve
+    from streams.rebuild import REBUILDING
     from streams.wiring import phone_key, views
 
     settings = _settings()
@@ -611,19 +612,31 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
         _fail(f"{_lookup_kind(lookup)}: {exc.reason}")
     endpoints = resolve(settings)
     view = views(settings, endpoints)
+    if view.client.exists(view.prefix + REBUILDING):
+        _fail(
+            "the views are being rebuilt (`omni rebuild` has not finished: run it to the end "
+            "first); the replay would bring back what an erasure takes out now",
+            code=2,
+        )
     # Redis first: from then on no event can reach the person's data through their
     # identifiers. An erasure whose ClickHouse part failed is completed by its OneID.
-    erased = view.erasure(key.split(":", 1)[1]) if key.startswith("oneid:") else None
-    if erased is None and key.startswith("oneid:") and view.resolve(key) is None:
-        # a OneID no view holds any more, whose rows ClickHouse keeps (a `rebuild --from`
-        # cut the person off from it: docs/operations.md): its ClickHouse part alone
+    named = key.split(":", 1)[1] if key.startswith("oneid:") else None
+    erased = view.erasure(named) if named else None
+    if erased is None and named and view.resolve(key) is None:
+        # a OneID no view holds any more (a `rebuild --from` cut the person off from it:
+        # docs/operations.md): ClickHouse's merge log tells whom it went to
         try:
-            erased = _left_in_clickhouse(endpoints, key.split(":", 1)[1])
+            survivor = reads.survivor_of(endpoints, named)
+            if view.resolve("oneid:" + survivor) is not None:
+                key = "oneid:" + survivor  # merged into a live member: that person
+            elif reads.rows_held(endpoints, [survivor, *reads.merged_into(endpoints, [survivor])]):
+                erased = {"one_id": survivor, "absorbed": [], "identifiers": 0, "points": 0,
+                          "at": int(time.time() * 1000)}  # fmt: skip
         except ServiceUnavailable as exc:
             _fail(f"no member for {_lookup_kind(lookup)}:… in Redis, and ClickHouse: {exc}")
         if erased is not None and not yes:
             click.confirm(
-                f"{erased['one_id']} is in no view, but ClickHouse holds rows of it: erase them?",
+                f"{survivor} is in no view, but ClickHouse holds rows of it: erase them?",
                 abort=True,
             )
     if erased is None:
@@ -636,10 +649,13 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
         if erased is None:  # erased meanwhile by someone else
             _fail(f"no member for {_lookup_kind(lookup)}:…", code=2)
     try:
-        # what redelivered events would re-emit of them, then their ClickHouse rows
-        # (the person's identity keys only from the erasure itself: a later completion by
-        # OneID has none, and scrubs by OneID alone)
+        # OneIDs merged into the person that only ClickHouse's merge log knows (a rebuild
+        # --from did not replay the merge); then what redelivered events would re-emit of
+        # them, then their ClickHouse rows (the person's identity keys only from the
+        # erasure itself: a later completion by OneID has none, and scrubs by OneID alone)
         keys = erased.pop("keys", [])
+        known = [erased["one_id"], *erased["absorbed"]]
+        erased["absorbed"] += [x for x in reads.merged_into(endpoints, known) if x not in known]
         one_ids = [erased["one_id"], *erased["absorbed"]]
         erased["results_blanked"] = view.blank_results(one_ids, keys)
         erased.update(
@@ -662,33 +678,6 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
             f"{erased['facts_deleted']} facts, {erased['identity_deleted']} merge-log rows, "
             f"{erased['ledger_deleted']} ledger entries)"
         )
-
-
-def _left_in_clickhouse(endpoints: Any, one_id: str) -> dict[str, Any] | None:
-    """An erasure of ``one_id`` and the OneIDs merged into it as ClickHouse's merge log
-    has them, when ClickHouse holds facts or ledger entries of them; else None."""
-    import time
-
-    from streams import reads
-
-    absorbed = [
-        str(row[0])
-        for row in reads.query(
-            endpoints,
-            "SELECT one_id FROM one_id_survivors WHERE survivor = {one_id:String}",
-            {"one_id": one_id},
-        ).rows
-    ]
-    held = reads.query(
-        endpoints,
-        "SELECT (SELECT count() FROM touchpoint_facts WHERE one_id IN {ids:Array(String)})"
-        " + (SELECT count() FROM points_ledger WHERE one_id IN {ids:Array(String)})",
-        {"ids": [one_id, *absorbed]},  # type: ignore[dict-item]
-    ).rows
-    if not held or not int(held[0][0]):
-        return None
-    return {"one_id": one_id, "absorbed": absorbed, "identifiers": 0, "points": 0,
-            "at": int(time.time() * 1000)}  # fmt: skip
 
 
 @main.command()
@@ -876,6 +865,10 @@ def rebuild(from_: str | None, yes: bool, as_json: bool, pause_workers: bool) ->
         bar.update(task, total=total)
         bar.start()
 
+    again = (
+        "run it again (it starts over). Views it wiped already stay marked as being "
+        "rebuilt: the workers hold their batches until a rebuild finishes"
+    )
     # SIGTERM too must resume the workers this rebuild paused (the finally below)
     with _signals_interrupt():
         paused: list[str] | None = None  # the workers this rebuild paused, to resume
@@ -902,12 +895,10 @@ def rebuild(from_: str | None, yes: bool, as_json: bool, pause_workers: bool) ->
             _fail(f"rebuild refused: {exc}", code=2)
         except click.Abort:  # answered no at the prompt (a RuntimeError too): nothing failed
             raise
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP during the replay
+            _fail(f"rebuild interrupted; {again}", code=130)
         except (ServiceUnavailable, RuntimeError) as exc:
-            _fail(
-                f"rebuild failed: {exc}; run it again (it starts over). Views it wiped "
-                "already stay marked as being rebuilt: the workers hold their batches until "
-                "a rebuild finishes"
-            )
+            _fail(f"rebuild failed: {exc}; {again}")
         finally:
             bar.stop()
             if paused is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from typing import Any
 
 from connectors.clickhouse import QueryRefused, QueryResult, Warehouse
 from connectors.errors import WarehouseUnavailable
@@ -15,7 +16,7 @@ from streams.endpoints import Endpoints
 def query(
     endpoints: Endpoints,
     sql: str,
-    parameters: dict[str, str] | None = None,
+    parameters: dict[str, Any] | None = None,
     timeout: float = 60.0,
 ) -> QueryResult:
     if not endpoints.clickhouse_dsn.startswith("chdb://"):
@@ -74,6 +75,35 @@ def _post(endpoints: Endpoints, path: str, payload: dict, timeout: float) -> dic
     except (urllib.error.URLError, OSError) as exc:
         raise WarehouseUnavailable(f"sink read API: {exc}") from exc
     return body
+
+
+def survivor_of(endpoints: Endpoints, one_id: str) -> str:
+    """The OneID ``one_id`` was merged into, following merges of merges, as ClickHouse's
+    merge log has it (``one_id_survivors``); itself when never merged."""
+    rows = query(
+        endpoints,
+        "SELECT survivor FROM one_id_survivors WHERE one_id = {one_id:String}",
+        {"one_id": one_id},
+    ).rows
+    return str(rows[0][0]) if rows and rows[0][0] else one_id
+
+
+def merged_into(endpoints: Endpoints, one_ids: list[str]) -> list[str]:
+    """Every OneID ClickHouse's merge log shows merged into one of ``one_ids``."""
+    sql = (
+        "SELECT one_id FROM one_id_survivors WHERE survivor IN {ids:Array(String)} ORDER BY one_id"
+    )
+    return [str(row[0]) for row in query(endpoints, sql, {"ids": one_ids}).rows]
+
+
+def rows_held(endpoints: Endpoints, one_ids: list[str]) -> int:
+    """Facts and ledger entries ClickHouse holds under ``one_ids``."""
+    sql = (
+        "SELECT (SELECT count() FROM touchpoint_facts WHERE one_id IN {ids:Array(String)})"
+        " + (SELECT count() FROM points_ledger WHERE one_id IN {ids:Array(String)})"
+    )
+    rows = query(endpoints, sql, {"ids": one_ids}).rows
+    return int(rows[0][0]) if rows else 0
 
 
 def scalar(endpoints: Endpoints, sql: str) -> int:

@@ -223,7 +223,7 @@ def recorded_one_ids(endpoints: Endpoints, plans: Sequence[EventPlan]) -> dict[s
     from streams import reads
 
     try:
-        rows = reads.query(endpoints, sql, parameters).rows  # type: ignore[arg-type]
+        rows = reads.query(endpoints, sql, parameters).rows
     except WarehouseUnavailable as exc:
         raise RebuildRefused(f"cannot read the facts' OneIDs from ClickHouse: {exc}") from exc
     return {str(event_id): str(one_id) for event_id, one_id in rows}

@@ -24,7 +24,7 @@ from streams.core.identity import parse_lookup
 from streams.pipeline import TouchpointPipeline
 from streams.wiring import phone_key
 
-from ..unit.factories import card, phone
+from ..unit.factories import card, phone, unionid
 from .conftest import Running
 from .test_rebuild import (
     Traffic,
@@ -301,3 +301,58 @@ def test_forget_reaches_a_oneid_a_rebuild_from_left_behind(stack: Running) -> No
     assert scalar(stack, "SELECT count() FROM points_ledger") == 0
     nobody = omni(stack, "forget", f"oneid:{first}", "--yes")
     assert nobody.returncode == 2, nobody.stderr
+
+
+def merged_then_rebuilt_from(stack: Running) -> list:
+    """D0 (O1) and a unionid (O2) merge into O1; after --from only D0 is seen again. The
+    rebuilt views give D0 back O1 (its fact's OneID) but know nothing of the merge: only
+    ClickHouse's merge log does. Returns the O2 scan."""
+    t = Traffic(stack)
+    t.send([scan(t, [card("D0")], 0, "S001", "10.00")])
+    t.wait()
+    second = scan(t, [unionid("u_merge_1")], 1, "S001", "11.00")
+    t.send([second])
+    t.wait()
+    t.send([scan(t, [card("D0"), unionid("u_merge_1")], 2, "S001", "12.00")])
+    t.wait()
+    since = int(time.time() * 1000) + 5
+    time.sleep(0.05)
+    t.send([scan(t, [card("D0")], 30, "S001", "13.00")])
+    t.wait()
+    wait_facts(stack, 4)
+    assert (stack.views.resolve("card:D0"), stack.views.resolve("oneid:O2")) == ("O1", "O1")
+    stop_workers(stack)
+    rebuild(stack, "--from", str(since))
+    assert (stack.views.resolve("card:D0"), stack.views.resolve("oneid:O2")) == ("O1", None)
+    return [second]
+
+
+@pytest.mark.parametrize("lookup", ["card:D0", "oneid:O2"])
+def test_forget_after_a_rebuild_from_reaches_oneids_only_clickhouse_knows_merged(
+    stack: Running, lookup: str
+) -> None:
+    """By identifier, or by the absorbed OneID the views no longer know: the whole person
+    goes, O2's rows (merged into O1 before --from) with O1's."""
+    merged_then_rebuilt_from(stack)
+    done = forget(stack, lookup)
+    assert (done["one_id"], done["absorbed"]) == ("O1", ["O2"])
+    assert stack.views.resolve("card:D0") is None
+    assert fact_one_ids(stack) == {}
+    assert scalar(stack, "SELECT count() FROM points_ledger") == 0
+
+
+def test_forget_waits_for_a_rebuild_to_finish(stack: Running) -> None:
+    """A rebuild failed before replaying O1's events: the views are wiped and marked.
+    Erasing now would be undone by the replay (and a OneID the views do not hold yet is
+    no person cut off by --from): forget refuses, and deletes nothing."""
+    t = Traffic(stack)
+    t.send([scan(t, [card("D0")], 0, "S001", "10.00")])
+    t.wait()
+    wait_facts(stack, 1)
+    stop_workers(stack)
+    stack.views.client.set(stack.views.prefix + rebuilding.REBUILDING, "{}")
+    rebuilding.wipe_views(stack.views)
+    for lookup in ("oneid:O1", "card:D0"):
+        done = omni(stack, "forget", lookup, "--yes")
+        assert done.returncode == 2 and "being rebuilt" in done.stderr, done.stderr
+    assert len(fact_one_ids(stack)) == 1
