@@ -451,6 +451,18 @@ class RedisViews:
         raw = self.client.hget(self.prefix + "erased", one_id)
         return _erasure(raw) if raw else None
 
+    def record_erasure(self, erased: Mapping[str, Any]) -> None:
+        """Write (or widen) the erasure record of ``erased["one_id"]``: the OneIDs found
+        merged into the person outside the views (ClickHouse's merge log) are kept with
+        it, so a rerun that completes the erasure still reaches them once the merge log
+        itself is erased."""
+        fields = ("one_id", "absorbed", "identifiers", "points", "at")
+        record = {k: erased[k] for k in fields}
+        try:
+            self.client.hset(self.prefix + "erased", erased["one_id"], orjson.dumps(record))
+        except _TRANSIENT as exc:
+            raise ViewsUnavailable(f"redis: {exc}") from exc
+
 
 def _scrub(result: bytes, one_ids: set[str], keys: set[str]) -> bytes:
     """Another member's stored result without the log entries that name an erased person:

@@ -626,10 +626,12 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
         # a OneID no view holds any more (a `rebuild --from` cut the person off from it:
         # docs/operations.md): ClickHouse's merge log tells whom it went to
         try:
-            survivor = reads.survivor_of(endpoints, named)
-            if view.resolve("oneid:" + survivor) is not None:
-                key = "oneid:" + survivor  # merged into a live member: that person
-            elif reads.rows_held(endpoints, [survivor, *reads.merged_into(endpoints, [survivor])]):
+            group = reads.merge_group(endpoints, [named])
+            held = [x for x in group if view.resolve("oneid:" + x) is not None]
+            survivor = group[0]
+            if held:
+                key = "oneid:" + held[0]  # one person with a live member: erase them
+            elif reads.rows_held(endpoints, group):
                 erased = {"one_id": survivor, "absorbed": [], "identifiers": 0, "points": 0,
                           "at": int(time.time() * 1000)}  # fmt: skip
         except ServiceUnavailable as exc:
@@ -649,13 +651,16 @@ def forget(lookup: str, yes: bool, as_json: bool) -> None:
         if erased is None:  # erased meanwhile by someone else
             _fail(f"no member for {_lookup_kind(lookup)}:…", code=2)
     try:
-        # OneIDs merged into the person that only ClickHouse's merge log knows (a rebuild
-        # --from did not replay the merge); then what redelivered events would re-emit of
+        # OneIDs only ClickHouse's merge log makes the person's (a rebuild --from did not
+        # replay the merge, either way round); then what redelivered events would re-emit of
         # them, then their ClickHouse rows (the person's identity keys only from the
         # erasure itself: a later completion by OneID has none, and scrubs by OneID alone)
         keys = erased.pop("keys", [])
         known = [erased["one_id"], *erased["absorbed"]]
-        erased["absorbed"] += [x for x in reads.merged_into(endpoints, known) if x not in known]
+        found = [x for x in reads.merge_group(endpoints, known) if x not in known]
+        if found:  # kept with the erasure first: a rerun must reach them too
+            erased["absorbed"] = sorted([*erased["absorbed"], *found])
+            view.record_erasure(erased)
         one_ids = [erased["one_id"], *erased["absorbed"]]
         erased["results_blanked"] = view.blank_results(one_ids, keys)
         erased.update(

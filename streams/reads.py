@@ -77,23 +77,24 @@ def _post(endpoints: Endpoints, path: str, payload: dict, timeout: float) -> dic
     return body
 
 
-def survivor_of(endpoints: Endpoints, one_id: str) -> str:
-    """The OneID ``one_id`` was merged into, following merges of merges, as ClickHouse's
-    merge log has it (``one_id_survivors``); itself when never merged."""
-    rows = query(
-        endpoints,
-        "SELECT survivor FROM one_id_survivors WHERE one_id = {one_id:String}",
-        {"one_id": one_id},
-    ).rows
-    return str(rows[0][0]) if rows and rows[0][0] else one_id
-
-
-def merged_into(endpoints: Endpoints, one_ids: list[str]) -> list[str]:
-    """Every OneID ClickHouse's merge log shows merged into one of ``one_ids``."""
-    sql = (
-        "SELECT one_id FROM one_id_survivors WHERE survivor IN {ids:Array(String)} ORDER BY one_id"
+def merge_group(endpoints: Endpoints, one_ids: list[str]) -> list[str]:
+    """``one_ids`` and every OneID ClickHouse's merge log (``one_id_survivors``, merges of
+    merges followed) makes the same person: the survivors they were merged into, and all
+    merged into those. The survivors come first, in order."""
+    survivors = dict(
+        query(
+            endpoints,
+            "SELECT one_id, survivor FROM one_id_survivors WHERE one_id IN {ids:Array(String)}",
+            {"ids": one_ids},
+        ).rows
     )
-    return [str(row[0]) for row in query(endpoints, sql, {"ids": one_ids}).rows]
+    roots = list(dict.fromkeys(str(survivors.get(x) or x) for x in one_ids))
+    merged = query(
+        endpoints,
+        "SELECT one_id FROM one_id_survivors WHERE survivor IN {ids:Array(String)} ORDER BY one_id",
+        {"ids": roots},
+    ).rows
+    return list(dict.fromkeys([*roots, *one_ids, *(str(row[0]) for row in merged)]))
 
 
 def rows_held(endpoints: Endpoints, one_ids: list[str]) -> int:

@@ -356,3 +356,37 @@ def test_forget_waits_for_a_rebuild_to_finish(stack: Running) -> None:
         done = omni(stack, "forget", lookup, "--yes")
         assert done.returncode == 2 and "being rebuilt" in done.stderr, done.stderr
     assert len(fact_one_ids(stack)) == 1
+
+
+def absorbed_then_live_after_from(stack: Running) -> None:
+    """D0 (O1) before --from; a unionid (O2) after it, then D0 and the unionid together
+    merge O2 into O1. The replay creates O2 first (its fact's OneID) and D0 joins it: the
+    live person is O2, a OneID the merge log shows merged into O1, which no view holds."""
+    t = Traffic(stack)
+    t.send([scan(t, [card("D0")], 0, "S001", "10.00")])
+    t.wait()
+    since = int(time.time() * 1000) + 5
+    time.sleep(0.05)
+    t.send([scan(t, [unionid("u_merge_1")], 1, "S001", "11.00")])
+    t.wait()
+    t.send([scan(t, [card("D0"), unionid("u_merge_1")], 2, "S001", "12.00")])
+    t.wait()
+    wait_facts(stack, 3)
+    assert (stack.views.resolve("card:D0"), stack.views.resolve("oneid:O2")) == ("O1", "O1")
+    stop_workers(stack)
+    rebuild(stack, "--from", str(since))
+    assert (stack.views.resolve("card:D0"), stack.views.resolve("oneid:O1")) == ("O2", None)
+
+
+@pytest.mark.parametrize("lookup", ["card:D0", "oneid:O1"])
+def test_forget_follows_the_merge_log_both_ways(stack: Running, lookup: str) -> None:
+    """The person is live as O2 and, in ClickHouse, also O1, which O2 was merged into:
+    by identifier or by the OneID no view holds, forget erases the live member and the
+    rows under both, and keeps O1 with the erasure record (a rerun reaches it)."""
+    absorbed_then_live_after_from(stack)
+    done = forget(stack, lookup)
+    assert (done["one_id"], done["absorbed"]) == ("O2", ["O1"])
+    assert stack.views.resolve("card:D0") is None
+    assert fact_one_ids(stack) == {}
+    assert scalar(stack, "SELECT count() FROM points_ledger") == 0
+    assert stack.views.erasure("O2")["absorbed"] == ["O1"]  # type: ignore[index]
