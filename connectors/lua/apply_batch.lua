@@ -73,11 +73,14 @@ end
 
 -- OneIDs O<n> are numbered by seq:oneid, read once a batch and written back at its end
 local SEQ, SEQ_READ = nil, nil
-local function next_oneid()
+local function read_seq()
   if SEQ == nil then
     SEQ = tonumber(redis.call('GET', P .. 'seq:oneid') or '0')
     SEQ_READ = SEQ
   end
+end
+local function next_oneid()
+  read_seq()
   SEQ = SEQ + 1
   return 'O' .. SEQ
 end
@@ -97,10 +100,7 @@ local function claim_oneid(hint)
       or redis.call('HEXISTS', P .. 'erased', hint) == 1 then
     return next_oneid()
   end
-  if SEQ == nil then
-    SEQ = tonumber(redis.call('GET', P .. 'seq:oneid') or '0')
-    SEQ_READ = SEQ
-  end
+  read_seq()
   -- the counter never falls behind a number in use
   if seq_of(hint) > SEQ then SEQ = seq_of(hint) end
   return hint
